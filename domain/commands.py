@@ -1,0 +1,234 @@
+"""Commands: what people and systems ask of a case (imperative names).
+
+`OpenCase` is the start input of CaseWorkflow; every other command is a Workflow Update
+whose name is in `COMMANDS`. All carry the `actor` who asks.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field
+
+from domain.errors import DomainError, validation_message
+from domain.model import (
+    Actor,
+    AwareDatetime,
+    CaseId,
+    Frozen,
+    HandlingClass,
+    Location,
+    OrgId,
+    Reporter,
+    Satisfaction,
+    Severity,
+    ShortText,
+    Source,
+    SourceRef,
+    Text,
+    Title,
+)
+
+
+class OpenCase(Frozen):
+    """The start input: one report of a resident's matter."""
+
+    source: Source
+    source_ref: SourceRef | None = None
+    title: Title
+    description: Text
+    category: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+    location: Location
+    reporter: Reporter
+    reported_at: AwareDatetime
+
+
+class Command(Frozen):
+    actor: Actor
+
+
+class Dispatch(Command):
+    """审批分配: classify the case and send it to the level that handles it."""
+
+    kind: Literal["dispatch"] = "dispatch"
+    severity: Severity
+    handling_class: HandlingClass
+    assignee: OrgId | None = None  # a named grid worker or officer; anyone of the level if unset
+
+
+class Claim(Command):
+    """认领: the handler takes the case."""
+
+    kind: Literal["claim"] = "claim"
+
+
+class CheckIn(Command):
+    """The handler is on site (the 7 of 7135)."""
+
+    kind: Literal["check_in"] = "check_in"
+
+
+class RecordDeliberation(Command):
+    """商议说事: who met, what they decided, how it will be handled."""
+
+    kind: Literal["record_deliberation"] = "record_deliberation"
+    participants: Annotated[list[ShortText], Field(min_length=1, max_length=50)]
+    decision: Text
+    handling_class: HandlingClass | None = None
+    plan: Text | None = None
+
+
+def _distinct(values: list[str]) -> list[str]:
+    if len(set(values)) != len(values):
+        raise ValueError("must not name the same department twice")
+    return values
+
+
+class SummonDepartments(Command):
+    """街道吹哨、部门报到: the street summons named departments."""
+
+    kind: Literal["summon_departments"] = "summon_departments"
+    departments: Annotated[list[OrgId], Field(min_length=1, max_length=20), AfterValidator(_distinct)]
+    reason: Text
+
+
+class RecordDepartmentReport(Command):
+    kind: Literal["record_department_report"] = "record_department_report"
+    report: Text
+
+
+class ReportResolution(Command):
+    kind: Literal["report_resolution"] = "report_resolution"
+    summary: Text
+
+
+class RecordFeedback(Command):
+    """反馈息事: the resident accepts the result or not."""
+
+    kind: Literal["record_feedback"] = "record_feedback"
+    accepted: bool
+    satisfaction: Satisfaction
+    comment: Text | None = None
+
+
+class RecordRevisit(Command):
+    """回访宁事: someone returns to check it stayed solved."""
+
+    kind: Literal["record_revisit"] = "record_revisit"
+    satisfaction: Satisfaction
+    notes: Text | None = None
+    in_person: bool = True
+
+
+def _sensible_extension(value: timedelta) -> timedelta:
+    if not timedelta(hours=1) <= value <= timedelta(days=30):
+        raise ValueError("must be between PT1H and P30D")
+    return value
+
+
+class RequestExtension(Command):
+    kind: Literal["request_extension"] = "request_extension"
+    extra: Annotated[timedelta, AfterValidator(_sensible_extension)]
+    reason: Text
+
+
+class DecideExtension(Command):
+    kind: Literal["decide_extension"] = "decide_extension"
+    approved: bool
+    comment: Text | None = None
+
+
+class ReturnCase(Command):
+    """退回: wrong grid, wrong level, not a government matter; back to dispatch."""
+
+    kind: Literal["return_case"] = "return_case"
+    reason: Text
+
+
+class AddNote(Command):
+    kind: Literal["add_note"] = "add_note"
+    text: Text
+
+
+class Withdraw(Command):
+    kind: Literal["withdraw"] = "withdraw"
+    reason: Text
+
+
+class MergeInto(Command):
+    """The same matter reported twice: this case ends, the other carries on."""
+
+    kind: Literal["merge_into"] = "merge_into"
+    target_case_id: CaseId
+    reason: Text | None = None
+
+
+class CheckDeadlines(Frozen):
+    """Internal: a deadline timer fired. Not an update; the workflow sends it itself."""
+
+    kind: Literal["check_deadlines"] = "check_deadlines"
+
+
+UpdateCommand = (
+    Dispatch
+    | Claim
+    | CheckIn
+    | RecordDeliberation
+    | SummonDepartments
+    | RecordDepartmentReport
+    | ReportResolution
+    | RecordFeedback
+    | RecordRevisit
+    | RequestExtension
+    | DecideExtension
+    | ReturnCase
+    | AddNote
+    | Withdraw
+    | MergeInto
+)
+
+# Update name -> command model; the names are the public contract (DESIGN.md §2).
+COMMANDS: dict[str, type[Command]] = {
+    model.model_fields["kind"].default: model
+    for model in (
+        Dispatch,
+        Claim,
+        CheckIn,
+        RecordDeliberation,
+        SummonDepartments,
+        RecordDepartmentReport,
+        ReportResolution,
+        RecordFeedback,
+        RecordRevisit,
+        RequestExtension,
+        DecideExtension,
+        ReturnCase,
+        AddNote,
+        Withdraw,
+        MergeInto,
+    )
+}
+
+
+def parse_command(name: str, payload: object) -> Command:
+    """Validate an update payload into its command model (raises DomainError)."""
+    model = COMMANDS.get(name)
+    if model is None:
+        raise DomainError(f"unknown command {name!r}; known: {', '.join(COMMANDS)}")
+    if not isinstance(payload, dict):
+        raise DomainError(f"{name}: the payload must be a JSON object")
+    try:
+        return model.model_validate({**payload, "kind": name})
+    except ValueError as exc:
+        raise DomainError(validation_message(name, exc)) from None
+
+
+def parse_open_case(payload: object) -> OpenCase:
+    if not isinstance(payload, dict):
+        raise DomainError("OpenCase: the start input must be a JSON object")
+    try:
+        return OpenCase.model_validate(payload)
+    except ValueError as exc:
+        raise DomainError(validation_message("OpenCase", exc)) from None
+

@@ -1,0 +1,657 @@
+"""The decider: `decide(state, command, now, policy) -> events` and `evolve(state, event)`.
+
+`decide` refuses with a DomainError naming the command, the field or rule, and the reason;
+it never looks at a clock of its own, so the workflow (and a test) passes `now`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from domain import authz
+from domain.commands import (
+    AddNote,
+    CheckDeadlines,
+    CheckIn,
+    Claim,
+    Command,
+    DecideExtension,
+    Dispatch,
+    MergeInto,
+    OpenCase,
+    RecordDeliberation,
+    RecordDepartmentReport,
+    RecordFeedback,
+    RecordRevisit,
+    ReportResolution,
+    RequestExtension,
+    ReturnCase,
+    SummonDepartments,
+    Withdraw,
+)
+from domain.errors import DomainError
+from domain.events import (
+    CaseArchived,
+    CaseClaimed,
+    CaseDispatched,
+    CaseEscalated,
+    CaseMerged,
+    CaseOpened,
+    CaseReopened,
+    CaseReturned,
+    CaseWithdrawn,
+    DeadlineBreached,
+    DeadlineWarned,
+    DeliberationRecorded,
+    DepartmentReported,
+    DepartmentsSummoned,
+    Event,
+    ExtensionDecided,
+    ExtensionRequested,
+    FeedbackRecorded,
+    HandlerCheckedIn,
+    NoteAdded,
+    OverdueReminded,
+    ResolutionReported,
+    RevisitRecorded,
+)
+from domain.model import (
+    Flag,
+    HandlingClass,
+    Level,
+    Outcome,
+    Role,
+    Severity,
+    Step,
+)
+from domain.policy import Clock, Deadline, DeadlinePolicy
+from domain.state import CaseState, PendingExtension
+
+C = TypeVar("C", bound=Command)
+Decision = Callable[[CaseState, Any, datetime, DeadlinePolicy], list[Event]]
+_DECISIONS: dict[type, Decision] = {}
+
+
+def _decides(command_type: type[C]) -> Callable[[Decision], Decision]:
+    def register(fn: Decision) -> Decision:
+        _DECISIONS[command_type] = fn
+        return fn
+
+    return register
+
+
+def expected_case_id(case: OpenCase) -> str | None:
+    """The id a source ticket's case must have, so a second report finds the first."""
+    return f"case-{case.source.value}-{case.source_ref}" if case.source_ref else None
+
+
+def open_case(
+    case_id: str, case: OpenCase, now: datetime, policy: DeadlinePolicy
+) -> list[Event]:
+    expected = expected_case_id(case)
+    if expected is not None and case_id != expected:
+        raise DomainError(f"OpenCase: case id must be {expected} for this source_ref")
+    if expected is None and not case_id.startswith(f"case-{case.source.value}-"):
+        raise DomainError(f"OpenCase: case id must start with case-{case.source.value}-")
+    return [CaseOpened(occurred_at=now, case_id=case_id, case=case, policy_version=policy.version)]
+
+
+def decide(
+    state: CaseState, command: Command | CheckDeadlines, now: datetime, policy: DeadlinePolicy
+) -> list[Event]:
+    if isinstance(command, CheckDeadlines):
+        return _check_deadlines(state, now, policy)
+    if state.archived:
+        raise DomainError(f"{command.kind}: the case is archived and accepts no more commands")
+    return _DECISIONS[type(command)](state, command, now, policy)
+
+
+def _step(state: CaseState, kind: str, *steps: Step) -> None:
+    if state.step not in steps:
+        allowed = " or ".join(s.value for s in steps)
+        raise DomainError(f"{kind}: not allowed in step {state.step.value} (only in {allowed})")
+
+
+@_decides(Dispatch)
+def _dispatch(
+    state: CaseState, cmd: Dispatch, now: datetime, policy: DeadlinePolicy
+) -> list[Event]:
+    _step(state, cmd.kind, Step.COLLECT)
+    if state.dispatched_at is not None:
+        raise DomainError("dispatch: the case is already dispatched; return it first")
+    authz.require(
+        authz.is_officer_at_or_above(cmd.actor, state, Level.COMMUNITY)
+        or cmd.actor.role is Role.SYSTEM,
+        cmd.kind,
+        cmd.actor,
+        "may not dispatch: only the case's community admin, street or district officer",
+    )
+    up = cmd.severity is Severity.HARD or cmd.handling_class is HandlingClass.ESCALATE
+    level = Level.STREET if up else Level.COMMUNITY
+    deadlines = [policy.deadline(Clock.RESOLVE, level, cmd.severity, now)]
+    if level is Level.COMMUNITY:
+        deadlines.append(policy.deadline(Clock.ON_SITE, level, cmd.severity, now))
+    return [
+        CaseDispatched(
+            occurred_at=now,
+            actor=cmd.actor,
+            severity=cmd.severity,
+            handling_class=cmd.handling_class,
+            level=level,
+            assignee=cmd.assignee,
+            deadlines=deadlines,
+        )
+    ]
+
+
+@_decides(Claim)
+def _claim(state: CaseState, cmd: Claim, now: datetime, policy: DeadlinePolicy) -> list[Event]:
+    _step(state, cmd.kind, Step.COLLECT)
+    if state.dispatched_at is None:
+        raise DomainError("claim: the case is not dispatched yet")
+    authz.require(
+        authz.is_handler(cmd.actor, state),
+        cmd.kind,
+        cmd.actor,
+        "may not claim: not a handler of this case at its level"
+        + (" (it is assigned to someone else)" if state.assignee else ""),
+    )
+    return [CaseClaimed(occurred_at=now, actor=cmd.actor, handler=cmd.actor.id)]
+
+
+@_decides(CheckIn)
+def _check_in(state: CaseState, cmd: CheckIn, now: datetime, policy: DeadlinePolicy) -> list[Event]:
+    _step(state, cmd.kind, Step.DELIBERATE, Step.RESOLVE)
+    if state.checked_in_at is not None:
+        raise DomainError("check_in: the handler is already checked in")
+    authz.require(
+        cmd.actor.id == state.assignee, cmd.kind, cmd.actor, "is not the handler who claimed it"
+    )
+    on_site = state.deadlines.get(Clock.ON_SITE)
+    # no on-site clock at street level; at community level a missing clock has run out
+    on_time = state.level is not Level.COMMUNITY or (on_site is not None and now < on_site.due_at)
+    return [HandlerCheckedIn(occurred_at=now, actor=cmd.actor, on_time=on_time)]
+
+
+@_decides(RecordDeliberation)
+def _deliberate(
+    state: CaseState, cmd: RecordDeliberation, now: datetime, policy: DeadlinePolicy
+) -> list[Event]:
+    _step(state, cmd.kind, Step.DELIBERATE)
+    authz.require(authz.is_handler(cmd.actor, state), cmd.kind, cmd.actor, "is not a handler")
+    assert state.handling_class is not None
+    return [
+        DeliberationRecorded(
+            occurred_at=now,
+            actor=cmd.actor,
+            participants=list(cmd.participants),
+            decision=cmd.decision,
+            handling_class=cmd.handling_class or state.handling_class,
+            plan=cmd.plan,
+        )
+    ]
+
+
+@_decides(SummonDepartments)
+def _summon(
+    state: CaseState, cmd: SummonDepartments, now: datetime, policy: DeadlinePolicy
+) -> list[Event]:
+    _step(state, cmd.kind, Step.RESOLVE)
+    authz.require(
+        state.level in (Level.STREET, Level.DISTRICT)
+        and authz.is_officer_at_or_above(cmd.actor, state, Level.STREET),
+        cmd.kind,
+        cmd.actor,
+        "may not summon departments: only a street or district officer, on a street or "
+        "district level case (街道吹哨)",
+    )
+    again = sorted(set(cmd.departments) & set(state.summoned))
+    if again:
+        raise DomainError(f"summon_departments: departments already summoned: {', '.join(again)}")
+    return [
+        DepartmentsSummoned(
+            occurred_at=now, actor=cmd.actor, departments=list(cmd.departments), reason=cmd.reason
+        )
+    ]
+
+
+@_decides(RecordDepartmentReport)
+def _department_report(
+    state: CaseState, cmd: RecordDepartmentReport, now: datetime, policy: DeadlinePolicy
+) -> list[Event]:
+    _step(state, cmd.kind, Step.RESOLVE)
+    authz.require(
+        cmd.actor.role is Role.DEPARTMENT and cmd.actor.org in state.summoned,
+        cmd.kind,
+        cmd.actor,
+        "is not a department summoned to this case",
+    )
+    if cmd.actor.org in state.reported:
+        raise DomainError(f"record_department_report: department {cmd.actor.org} already reported")
+    return [
+        DepartmentReported(
+            occurred_at=now, actor=cmd.actor, department=cmd.actor.org, report=cmd.report
+        )
+    ]
+
+
+@_decides(ReportResolution)
+def _report_resolution(
+    state: CaseState, cmd: ReportResolution, now: datetime, policy: DeadlinePolicy
+) -> list[Event]:
+    _step(state, cmd.kind, Step.RESOLVE)
+    authz.require(authz.is_handler(cmd.actor, state), cmd.kind, cmd.actor, "is not a handler")
+    missing = [d for d in state.summoned if d not in state.reported]
+    if missing:
+        raise DomainError(
+            f"report_resolution: summoned departments have not reported: {', '.join(missing)}"
+        )
+    resolve = state.deadlines.get(Clock.RESOLVE)
+    on_time = state.on_time and (resolve is None or now < resolve.due_at)
+    return [ResolutionReported(occurred_at=now, actor=cmd.actor, summary=cmd.summary, on_time=on_time)]
+
+
+def _reopen_deadline(state: CaseState, now: datetime, policy: DeadlinePolicy) -> Deadline:
+    assert state.level is not None and state.severity is not None
+    return policy.deadline(Clock.RESOLVE, state.level, state.severity, now)
+
+
+@_decides(RecordFeedback)
+def _feedback(
+    state: CaseState, cmd: RecordFeedback, now: datetime, policy: DeadlinePolicy
+) -> list[Event]:
+    _step(state, cmd.kind, Step.FEEDBACK)
+    authz.require(
+        authz.is_reporter(cmd.actor, state)
+        or authz.is_officer_at_or_above(cmd.actor, state, Level.COMMUNITY)
+        or (cmd.actor.role is Role.GRID_WORKER and authz.covers(cmd.actor, state)),
+        cmd.kind,
+        cmd.actor,
+        "may not record feedback: only the reporting resident or the case's grid staff",
+    )
+    assert state.level is not None and state.severity is not None
+    revisit = (
+        policy.deadline(Clock.REVISIT, state.level, state.severity, now) if cmd.accepted else None
+    )
+    events: list[Event] = [
+        FeedbackRecorded(
+            occurred_at=now,
+            actor=cmd.actor,
+            accepted=cmd.accepted,
+            satisfaction=cmd.satisfaction,
+            comment=cmd.comment,
+            revisit=revisit,
+        )
+    ]
+    if not cmd.accepted:
+        events.append(
+            CaseReopened(
+                occurred_at=now,
+                actor=cmd.actor,
+                reason="feedback_rejected",
+                deadline=_reopen_deadline(state, now, policy),
+            )
+        )
+    return events
+
+
+@_decides(RecordRevisit)
+def _revisit(
+    state: CaseState, cmd: RecordRevisit, now: datetime, policy: DeadlinePolicy
+) -> list[Event]:
+    _step(state, cmd.kind, Step.REVISIT)
+    authz.require(
+        cmd.actor.role is not Role.RESIDENT and authz.covers(cmd.actor, state),
+        cmd.kind,
+        cmd.actor,
+        "may not record a revisit: only the case's grid, community, street or district staff",
+    )
+    events: list[Event] = [
+        RevisitRecorded(
+            occurred_at=now,
+            actor=cmd.actor,
+            satisfaction=cmd.satisfaction,
+            notes=cmd.notes,
+            in_person=cmd.in_person,
+        )
+    ]
+    if cmd.satisfaction.content:
+        events.append(CaseArchived(occurred_at=now, actor=cmd.actor, outcome=Outcome.COMPLETED))
+    else:
+        events.append(
+            CaseReopened(
+                occurred_at=now,
+                actor=cmd.actor,
+                reason="revisit_unsatisfied",
+                deadline=_reopen_deadline(state, now, policy),
+            )
+        )
+    return events
+
+
+@_decides(RequestExtension)
+def _request_extension(
+    state: CaseState, cmd: RequestExtension, now: datetime, policy: DeadlinePolicy
+) -> list[Event]:
+    _step(state, cmd.kind, Step.DELIBERATE, Step.RESOLVE)
+    authz.require(authz.is_handler(cmd.actor, state), cmd.kind, cmd.actor, "is not a handler")
+    if state.pending_extension is not None:
+        raise DomainError("request_extension: an extension request is already waiting for decision")
+    return [
+        ExtensionRequested(
+            occurred_at=now,
+            actor=cmd.actor,
+            extra_seconds=int(cmd.extra.total_seconds()),
+            reason=cmd.reason,
+        )
+    ]
+
+
+@_decides(DecideExtension)
+def _decide_extension(
+    state: CaseState, cmd: DecideExtension, now: datetime, policy: DeadlinePolicy
+) -> list[Event]:
+    pending = state.pending_extension
+    if pending is None:
+        raise DomainError("decide_extension: no extension request is waiting")
+    assert state.level is not None
+    role = authz.supervisor_role(state.level)
+    authz.require(
+        cmd.actor.role is role and authz.covers(cmd.actor, state),
+        cmd.kind,
+        cmd.actor,
+        f"may not decide: a {state.level.value} case's extension is decided by its "
+        f"{role.value}",
+    )
+    resolve = state.deadlines.get(Clock.RESOLVE)
+    moved = None
+    if cmd.approved and resolve is not None:
+        moved = resolve.moved(resolve.due_at + pending.extra, policy, now)
+    return [
+        ExtensionDecided(
+            occurred_at=now,
+            actor=cmd.actor,
+            approved=cmd.approved,
+            comment=cmd.comment,
+            deadline=moved,
+        )
+    ]
+
+
+@_decides(ReturnCase)
+def _return(state: CaseState, cmd: ReturnCase, now: datetime, policy: DeadlinePolicy) -> list[Event]:
+    _step(state, cmd.kind, Step.COLLECT, Step.DELIBERATE, Step.RESOLVE)
+    if state.dispatched_at is None:
+        raise DomainError("return_case: the case is not dispatched; there is nothing to return")
+    authz.require(authz.is_handler(cmd.actor, state), cmd.kind, cmd.actor, "is not a handler")
+    return [CaseReturned(occurred_at=now, actor=cmd.actor, reason=cmd.reason)]
+
+
+def _involved(state: CaseState, cmd: Command) -> bool:
+    actor = cmd.actor
+    return (
+        authz.covers(actor, state)
+        or authz.is_reporter(actor, state)
+        or (actor.role is Role.DEPARTMENT and actor.org in state.summoned)
+        or actor.role is Role.SYSTEM
+    )
+
+
+@_decides(AddNote)
+def _note(state: CaseState, cmd: AddNote, now: datetime, policy: DeadlinePolicy) -> list[Event]:
+    authz.require(_involved(state, cmd), cmd.kind, cmd.actor, "has no part in this case")
+    return [NoteAdded(occurred_at=now, actor=cmd.actor, text=cmd.text)]
+
+
+@_decides(Withdraw)
+def _withdraw(state: CaseState, cmd: Withdraw, now: datetime, policy: DeadlinePolicy) -> list[Event]:
+    authz.require(
+        authz.is_reporter(cmd.actor, state)
+        or authz.is_officer_at_or_above(cmd.actor, state, Level.COMMUNITY),
+        cmd.kind,
+        cmd.actor,
+        "may not withdraw: only the reporting resident or the case's community admin or officers",
+    )
+    return [
+        CaseWithdrawn(occurred_at=now, actor=cmd.actor, reason=cmd.reason),
+        CaseArchived(occurred_at=now, actor=cmd.actor, outcome=Outcome.WITHDRAWN),
+    ]
+
+
+@_decides(MergeInto)
+def _merge(state: CaseState, cmd: MergeInto, now: datetime, policy: DeadlinePolicy) -> list[Event]:
+    if cmd.target_case_id == state.case_id:
+        raise DomainError("merge_into: target_case_id: a case cannot be merged into itself")
+    authz.require(
+        authz.is_officer_at_or_above(cmd.actor, state, Level.COMMUNITY)
+        or cmd.actor.role is Role.SYSTEM,
+        cmd.kind,
+        cmd.actor,
+        "may not merge: only the case's community admin or officers, or an intake system",
+    )
+    return [
+        CaseMerged(
+            occurred_at=now, actor=cmd.actor, target_case_id=cmd.target_case_id, reason=cmd.reason
+        ),
+        CaseArchived(occurred_at=now, actor=cmd.actor, outcome=Outcome.MERGED),
+    ]
+
+
+def _check_deadlines(state: CaseState, now: datetime, policy: DeadlinePolicy) -> list[Event]:
+    """A timer fired: warn, breach, escalate or remind for every clock that is due."""
+    if state.archived:
+        return []
+    events: list[Event] = []
+    for deadline in state.deadlines.values():
+        events.extend(_deadline_events(state, deadline, now, policy))
+    return events
+
+
+def _deadline_events(
+    state: CaseState, d: Deadline, now: datetime, policy: DeadlinePolicy
+) -> Iterable[Event]:
+    common: dict[str, Any] = {"occurred_at": now, "policy_version": d.policy_version}
+    if d.breached:
+        if d.remind_at is not None and now >= d.remind_at:
+            # one reminder however late the timer is served, then the next one in the future
+            next_at = d.remind_at
+            while next_at <= now:
+                next_at += policy.district_reminder
+            yield OverdueReminded(
+                **common,
+                level=d.level,
+                due_at=d.due_at,
+                overdue_days=(now - d.due_at).days,
+                next_remind_at=next_at,
+            )
+        return
+    if now < d.due_at:
+        if not d.warned and now >= d.warn_at:
+            yield DeadlineWarned(**common, clock=d.clock, level=d.level, due_at=d.due_at)
+        return
+    above = d.level.above()
+    if d.clock is Clock.RESOLVE and above is not None:
+        assert state.severity is not None
+        # The new level's clock starts when the old one ran out, not when the timer was
+        # served, so a late worker never stretches the ladder.
+        yield CaseEscalated(
+            **common,
+            from_level=d.level,
+            to_level=above,
+            deadline=policy.deadline(Clock.RESOLVE, above, state.severity, d.due_at),
+        )
+        return
+    red = d.clock is Clock.RESOLVE
+    yield DeadlineBreached(
+        **common,
+        clock=d.clock,
+        level=d.level,
+        due_at=d.due_at,
+        flag=Flag.RED if red else Flag.YELLOW,
+        remind_at=d.due_at + policy.district_reminder if red else None,
+    )
+
+
+# ---------------------------------------------------------------------------- evolve
+
+
+def evolve(state: CaseState | None, event: Event) -> CaseState:
+    if isinstance(event, CaseOpened):
+        if state is not None:
+            raise ValueError("case_opened must be the first event")
+        return CaseState(
+            case_id=event.case_id,
+            version=event.seq,
+            case=event.case,
+            policy_version=event.policy_version,
+            opened_at=event.occurred_at,
+            updated_at=event.occurred_at,
+        )
+    if state is None:
+        raise ValueError(f"{event.type} before case_opened")
+    changes = _EVOLVE[type(event)](state, event)
+    return state.model_copy(
+        update={
+            **changes,
+            "version": event.seq,
+            "updated_at": event.occurred_at,
+            "last_event": event.type,
+        }
+    )
+
+
+def fold(events: Iterable[Event]) -> CaseState:
+    state: CaseState | None = None
+    for event in events:
+        state = evolve(state, event)
+    if state is None:
+        raise ValueError("no events")
+    return state
+
+
+def _with_deadline(state: CaseState, deadline: Deadline) -> dict[Clock, Deadline]:
+    return {**state.deadlines, deadline.clock: deadline}
+
+
+def _without(state: CaseState, *clocks: Clock) -> dict[Clock, Deadline]:
+    return {c: d for c, d in state.deadlines.items() if c not in clocks}
+
+
+def _dispatched(s: CaseState, e: CaseDispatched) -> dict[str, Any]:
+    return {
+        "severity": e.severity,
+        "handling_class": e.handling_class,
+        "level": e.level,
+        "assignee": e.assignee,
+        "dispatched_at": e.occurred_at,
+        "deadlines": {d.clock: d for d in e.deadlines},
+    }
+
+
+def _warned(s: CaseState, e: DeadlineWarned) -> dict[str, Any]:
+    d = s.deadlines[e.clock].model_copy(update={"warned": True})
+    return {"deadlines": _with_deadline(s, d), "flag": s.flag.worst(Flag.YELLOW)}
+
+
+def _breached(s: CaseState, e: DeadlineBreached) -> dict[str, Any]:
+    changes: dict[str, Any] = {"flag": s.flag.worst(e.flag)}
+    if e.clock is Clock.ON_SITE:
+        changes["deadlines"] = _without(s, Clock.ON_SITE)
+        return changes
+    if e.clock is Clock.RESOLVE:
+        changes["on_time"] = False
+    d = s.deadlines[e.clock].model_copy(update={"breached": True, "remind_at": e.remind_at})
+    changes["deadlines"] = _with_deadline(s, d)
+    return changes
+
+
+def _reminded(s: CaseState, e: OverdueReminded) -> dict[str, Any]:
+    d = s.deadlines[Clock.RESOLVE].model_copy(update={"remind_at": e.next_remind_at})
+    return {"deadlines": _with_deadline(s, d)}
+
+
+def _escalated(s: CaseState, e: CaseEscalated) -> dict[str, Any]:
+    return {
+        "level": e.to_level,
+        "deadlines": _with_deadline(s, e.deadline),
+        "escalation_count": s.escalation_count + 1,
+        "on_time": False,
+        "flag": s.flag.worst(Flag.YELLOW),
+        # the named community handler no longer holds a street case
+        "assignee": None,
+    }
+
+
+_EVOLVE: dict[type, Callable[[CaseState, Any], dict[str, Any]]] = {
+    CaseDispatched: _dispatched,
+    CaseClaimed: lambda s, e: {"assignee": e.handler, "claimed": True, "step": Step.DELIBERATE},
+    HandlerCheckedIn: lambda s, e: {
+        "checked_in_at": e.occurred_at,
+        "deadlines": _without(s, Clock.ON_SITE),
+    },
+    DeliberationRecorded: lambda s, e: {"handling_class": e.handling_class, "step": Step.RESOLVE},
+    DepartmentsSummoned: lambda s, e: {"summoned": [*s.summoned, *e.departments]},
+    DepartmentReported: lambda s, e: {"reported": [*s.reported, e.department]},
+    ResolutionReported: lambda s, e: {
+        "step": Step.FEEDBACK,
+        "resolved_at": e.occurred_at,
+        "on_time": e.on_time,
+        "deadlines": _without(s, Clock.RESOLVE, Clock.ON_SITE),
+        "pending_extension": None,
+    },
+    FeedbackRecorded: lambda s, e: {
+        "satisfaction": e.satisfaction,
+        "step": Step.REVISIT if e.accepted else s.step,
+        "deadlines": _with_deadline(s, e.revisit) if e.revisit else s.deadlines,
+    },
+    RevisitRecorded: lambda s, e: {
+        "satisfaction": e.satisfaction,
+        "deadlines": _without(s, Clock.REVISIT),
+    },
+    CaseReopened: lambda s, e: {
+        "step": Step.RESOLVE,
+        "reopen_count": s.reopen_count + 1,
+        "resolved_at": None,
+        "deadlines": {**_without(s, Clock.REVISIT), Clock.RESOLVE: e.deadline},
+    },
+    ExtensionRequested: lambda s, e: {
+        "pending_extension": PendingExtension(
+            requested_by=e.actor.id if e.actor else "",
+            requested_at=e.occurred_at,
+            extra=timedelta(seconds=e.extra_seconds),
+            reason=e.reason,
+        )
+    },
+    ExtensionDecided: lambda s, e: {
+        "pending_extension": None,
+        "deadlines": _with_deadline(s, e.deadline) if e.deadline else s.deadlines,
+    },
+    CaseReturned: lambda s, e: {
+        "step": Step.COLLECT,
+        "return_count": s.return_count + 1,
+        "dispatched_at": None,
+        "level": None,
+        "severity": None,
+        "assignee": None,
+        "claimed": False,
+        "checked_in_at": None,
+        "deadlines": {},
+        "pending_extension": None,
+    },
+    NoteAdded: lambda s, e: {"note_count": s.note_count + 1},
+    CaseWithdrawn: lambda s, e: {},
+    CaseMerged: lambda s, e: {"merged_into": e.target_case_id},
+    DeadlineWarned: _warned,
+    DeadlineBreached: _breached,
+    CaseEscalated: _escalated,
+    OverdueReminded: _reminded,
+    CaseArchived: lambda s, e: {
+        "step": Step.ARCHIVE,
+        "outcome": e.outcome,
+        "archived_at": e.occurred_at,
+        "deadlines": {},
+        "pending_extension": None,
+    },
+}

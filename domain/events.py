@@ -1,0 +1,220 @@
+"""Domain events: what happened to a case (past-tense names).
+
+Every event carries its envelope: `seq` (1, 2, … per case, assigned when the workflow
+records it), `occurred_at` (workflow time), the `actor` who caused it (none for a timer)
+and the `command_id` (the update id) that caused it. The payload stored in PostgreSQL is
+the event's JSON without `seq`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import Field, TypeAdapter
+
+from domain.commands import OpenCase
+from domain.model import (
+    Actor,
+    CaseId,
+    Flag,
+    Frozen,
+    HandlingClass,
+    Level,
+    OrgId,
+    Outcome,
+    Satisfaction,
+    Severity,
+)
+from domain.policy import Clock, Deadline
+
+
+class EventBase(Frozen):
+    seq: int = 0
+    occurred_at: datetime
+    actor: Actor | None = None
+    command_id: str | None = None
+
+
+class CaseOpened(EventBase):
+    type: Literal["case_opened"] = "case_opened"
+    case_id: CaseId
+    case: OpenCase
+    policy_version: str
+
+
+class CaseDispatched(EventBase):
+    type: Literal["case_dispatched"] = "case_dispatched"
+    severity: Severity
+    handling_class: HandlingClass
+    level: Level
+    assignee: str | None
+    deadlines: list[Deadline]
+
+
+class CaseClaimed(EventBase):
+    type: Literal["case_claimed"] = "case_claimed"
+    handler: str
+
+
+class HandlerCheckedIn(EventBase):
+    type: Literal["handler_checked_in"] = "handler_checked_in"
+    on_time: bool
+
+
+class DeliberationRecorded(EventBase):
+    type: Literal["deliberation_recorded"] = "deliberation_recorded"
+    participants: list[str]
+    decision: str
+    handling_class: HandlingClass
+    plan: str | None
+
+
+class DepartmentsSummoned(EventBase):
+    type: Literal["departments_summoned"] = "departments_summoned"
+    departments: list[OrgId]
+    reason: str
+
+
+class DepartmentReported(EventBase):
+    type: Literal["department_reported"] = "department_reported"
+    department: OrgId
+    report: str
+
+
+class ResolutionReported(EventBase):
+    type: Literal["resolution_reported"] = "resolution_reported"
+    summary: str
+    on_time: bool
+
+
+class FeedbackRecorded(EventBase):
+    type: Literal["feedback_recorded"] = "feedback_recorded"
+    accepted: bool
+    satisfaction: Satisfaction
+    comment: str | None
+    revisit: Deadline | None  # the revisit clock, when accepted
+
+
+class RevisitRecorded(EventBase):
+    type: Literal["revisit_recorded"] = "revisit_recorded"
+    satisfaction: Satisfaction
+    notes: str | None
+    in_person: bool
+
+
+class CaseReopened(EventBase):
+    type: Literal["case_reopened"] = "case_reopened"
+    reason: Literal["feedback_rejected", "revisit_unsatisfied"]
+    deadline: Deadline
+
+
+class ExtensionRequested(EventBase):
+    type: Literal["extension_requested"] = "extension_requested"
+    extra_seconds: int
+    reason: str
+
+
+class ExtensionDecided(EventBase):
+    type: Literal["extension_decided"] = "extension_decided"
+    approved: bool
+    comment: str | None
+    deadline: Deadline | None  # the moved resolve clock, when approved
+
+
+class CaseReturned(EventBase):
+    type: Literal["case_returned"] = "case_returned"
+    reason: str
+
+
+class NoteAdded(EventBase):
+    type: Literal["note_added"] = "note_added"
+    text: str
+
+
+class CaseWithdrawn(EventBase):
+    type: Literal["case_withdrawn"] = "case_withdrawn"
+    reason: str
+
+
+class CaseMerged(EventBase):
+    type: Literal["case_merged"] = "case_merged"
+    target_case_id: CaseId
+    reason: str | None
+
+
+class DeadlineWarned(EventBase):
+    type: Literal["deadline_warned"] = "deadline_warned"
+    clock: Clock
+    level: Level
+    due_at: datetime
+    policy_version: str
+
+
+class DeadlineBreached(EventBase):
+    type: Literal["deadline_breached"] = "deadline_breached"
+    clock: Clock
+    level: Level
+    due_at: datetime
+    policy_version: str
+    flag: Flag
+    remind_at: datetime | None  # first daily reminder, when the district deadline ran out
+
+
+class CaseEscalated(EventBase):
+    type: Literal["case_escalated"] = "case_escalated"
+    from_level: Level
+    to_level: Level
+    deadline: Deadline
+    policy_version: str
+
+
+class OverdueReminded(EventBase):
+    """A case past its district deadline stays on the district's list, warned daily."""
+
+    type: Literal["overdue_reminded"] = "overdue_reminded"
+    level: Level
+    due_at: datetime
+    overdue_days: int
+    next_remind_at: datetime
+    policy_version: str
+
+
+class CaseArchived(EventBase):
+    type: Literal["case_archived"] = "case_archived"
+    outcome: Outcome
+
+
+Event = Annotated[
+    CaseOpened
+    | CaseDispatched
+    | CaseClaimed
+    | HandlerCheckedIn
+    | DeliberationRecorded
+    | DepartmentsSummoned
+    | DepartmentReported
+    | ResolutionReported
+    | FeedbackRecorded
+    | RevisitRecorded
+    | CaseReopened
+    | ExtensionRequested
+    | ExtensionDecided
+    | CaseReturned
+    | NoteAdded
+    | CaseWithdrawn
+    | CaseMerged
+    | DeadlineWarned
+    | DeadlineBreached
+    | CaseEscalated
+    | OverdueReminded
+    | CaseArchived,
+    Field(discriminator="type"),
+]
+
+EVENTS: TypeAdapter[Event] = TypeAdapter(Event)
+EVENT_LIST: TypeAdapter[list[Event]] = TypeAdapter(list[Event])
+
+
+def event_payload(event: EventBase) -> dict[str, object]:
+    """The JSON stored in `case_events.payload` and hashed into the chain."""
+    return event.model_dump(mode="json", exclude={"seq"})

@@ -1,0 +1,185 @@
+"""Value objects and enumerations of the grievance loop (see shared DOMAIN.md).
+
+Everything here is plain pydantic: no I/O, no clock. Payloads travel as JSON with
+snake_case fields, lower-case enum strings and ISO-8601 datetimes with offsets.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+# Ids of grids, communities, streets, districts, actors and departments: short, printable,
+# safe in a search attribute, a log line and a SQL literal.
+OrgId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
+ActorId = OrgId
+SourceRef = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+CaseId = Annotated[str, StringConstraints(pattern=r"^case-[a-z0-9_]{1,32}-[A-Za-z0-9._-]{1,64}$")]
+
+
+def _no_control_chars(value: str) -> str:
+    if any((ord(ch) < 32 and ch not in "\n\t") or ord(ch) == 127 for ch in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+Title = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(_no_control_chars),
+]
+Text = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=4000),
+    AfterValidator(_no_control_chars),
+]
+ShortText = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    AfterValidator(_no_control_chars),
+]
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("must carry a timezone offset, e.g. 2026-11-23T09:30:00+08:00")
+    if not 2000 <= value.year <= 2100:
+        raise ValueError("must lie between the years 2000 and 2100")
+    return value
+
+
+AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
+
+
+class Frozen(BaseModel):
+    """Base of every contract model: immutable, unknown fields refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_max_length=4000)
+
+
+class Source(StrEnum):
+    MINI_PROGRAM = "mini_program"  # 小程序 "心声速递"
+    HOTLINE_12345 = "hotline_12345"  # 12345 热线 / 诉速办
+    WECHAT_QR = "wechat_qr"  # 网格点微信二维码
+    VISIT = "visit"  # 入户走访 (两问大走访)
+    PATROL = "patrol"  # 网格员巡查
+    OTHER = "other"
+
+
+class Step(StrEnum):
+    """The six steps of the closed loop (六步闭环)."""
+
+    COLLECT = "collect"  # 网格问事
+    DELIBERATE = "deliberate"  # 商议说事
+    RESOLVE = "resolve"  # 具体解事
+    FEEDBACK = "feedback"  # 反馈息事
+    REVISIT = "revisit"  # 回访宁事
+    ARCHIVE = "archive"  # 归档完事: the case is closed into the ledger
+
+
+class Level(StrEnum):
+    COMMUNITY = "community"
+    STREET = "street"
+    DISTRICT = "district"
+
+    def above(self) -> Level | None:
+        order = list(Level)
+        index = order.index(self)
+        return order[index + 1] if index + 1 < len(order) else None
+
+
+class Severity(StrEnum):
+    MINOR = "minor"  # 小事: closed within a day in the micro-grid
+    MAJOR = "major"  # 大事: within three days in the grid's small loop
+    HARD = "hard"  # 难事: within five days in the street's big loop
+
+
+class HandlingClass(StrEnum):
+    """稠城's five categories."""
+
+    IMMEDIATE = "immediate"  # 即时办理
+    SELF_GOVERNANCE = "self_governance"  # 自治协商
+    JOINT = "joint"  # 联合解决
+    ESCALATE = "escalate"  # 上报攻坚
+    EXPLANATION = "explanation"  # 解释疏导
+
+
+class Flag(StrEnum):
+    GREEN = "green"
+    YELLOW = "yellow"
+    RED = "red"
+
+    def worst(self, other: Flag) -> Flag:
+        order = list(Flag)
+        return self if order.index(self) >= order.index(other) else other
+
+
+class Role(StrEnum):
+    RESIDENT = "resident"
+    GRID_WORKER = "grid_worker"
+    COMMUNITY_ADMIN = "community_admin"
+    STREET_OFFICER = "street_officer"
+    DISTRICT_OFFICER = "district_officer"
+    DEPARTMENT = "department"
+    SYSTEM = "system"
+
+
+class Satisfaction(StrEnum):
+    VERY_SATISFIED = "very_satisfied"
+    SATISFIED = "satisfied"
+    BASICALLY_SATISFIED = "basically_satisfied"
+    UNSATISFIED = "unsatisfied"
+
+    @property
+    def content(self) -> bool:
+        return self is not Satisfaction.UNSATISFIED
+
+
+class Outcome(StrEnum):
+    COMPLETED = "completed"
+    WITHDRAWN = "withdrawn"
+    MERGED = "merged"
+
+
+class Coordinates(Frozen):
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+
+
+class Location(Frozen):
+    grid_id: OrgId
+    community_id: OrgId
+    street_id: OrgId
+    district_id: OrgId
+    address: Text | None = None  # personal data when it names a household
+    coordinates: Coordinates | None = None
+
+    def org_at(self, level: Level) -> str:
+        return {
+            Level.COMMUNITY: self.community_id,
+            Level.STREET: self.street_id,
+            Level.DISTRICT: self.district_id,
+        }[level]
+
+    @property
+    def orgs(self) -> list[str]:
+        return [self.grid_id, self.community_id, self.street_id, self.district_id]
+
+
+class Reporter(Frozen):
+    """The resident who reported the case. Personal data: never logged, never in errors."""
+
+    name: ShortText
+    phone: Annotated[str, StringConstraints(pattern=r"^\+?[0-9][0-9 -]{4,19}$")] | None = None
+    resident_id: ActorId | None = None  # the resident's account, when reported through an app
+
+
+class Actor(Frozen):
+    """Who sends a command, as asserted by the authenticated calling system."""
+
+    id: ActorId
+    role: Role
+    org: OrgId

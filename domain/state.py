@@ -1,0 +1,163 @@
+"""The state of one case, folded from its events, and the views derived from it."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from domain.commands import OpenCase
+from domain.model import (
+    Flag,
+    Frozen,
+    HandlingClass,
+    Level,
+    OrgId,
+    Outcome,
+    Satisfaction,
+    Severity,
+    Step,
+)
+from domain.policy import Clock, Deadline
+
+
+class PendingExtension(Frozen):
+    requested_by: str
+    requested_at: datetime
+    extra: timedelta
+    reason: str
+
+
+class CaseState(Frozen):
+    case_id: str
+    version: int  # seq of the last event folded in
+    case: OpenCase
+    policy_version: str
+    step: Step = Step.COLLECT
+    opened_at: datetime
+    updated_at: datetime
+    last_event: str = "case_opened"
+    severity: Severity | None = None
+    handling_class: HandlingClass | None = None
+    level: Level | None = None  # set by dispatch
+    dispatched_at: datetime | None = None
+    assignee: str | None = None  # named at dispatch, or whoever claimed
+    claimed: bool = False
+    checked_in_at: datetime | None = None
+    deadlines: dict[Clock, Deadline] = {}
+    flag: Flag = Flag.GREEN
+    on_time: bool = True  # no resolve deadline breached so far
+    summoned: list[OrgId] = []
+    reported: list[OrgId] = []
+    pending_extension: PendingExtension | None = None
+    resolved_at: datetime | None = None
+    satisfaction: Satisfaction | None = None
+    reopen_count: int = 0
+    escalation_count: int = 0
+    return_count: int = 0
+    note_count: int = 0
+    outcome: Outcome | None = None
+    merged_into: str | None = None
+    archived_at: datetime | None = None
+
+    @property
+    def archived(self) -> bool:
+        return self.step is Step.ARCHIVE
+
+    @property
+    def orgs(self) -> list[str]:
+        return self.case.location.orgs
+
+    def next_wake(self) -> tuple[datetime, Deadline] | None:
+        """The earliest moment a running clock needs attention, with that clock."""
+        pending = [(d.next_wake(), d) for d in self.deadlines.values()]
+        due = [(at, d) for at, d in pending if at is not None]
+        return min(due, key=lambda pair: pair[0]) if due else None
+
+    @property
+    def due_at(self) -> datetime | None:
+        resolve = self.deadlines.get(Clock.RESOLVE) or self.deadlines.get(Clock.REVISIT)
+        return resolve.due_at if resolve else None
+
+
+class CaseSummary(Frozen):
+    """What an update returns: where the case stands after the command."""
+
+    case_id: str
+    version: int
+    step: Step
+    level: Level | None
+    flag: Flag
+    assignee: str | None
+    due_at: datetime | None
+    reopen_count: int
+    escalation_count: int
+
+
+class CaseRecord(Frozen):
+    """The archived case: the workflow's result and the ledger (台账) row."""
+
+    case_id: str
+    outcome: Outcome
+    source: str
+    category: str
+    grid_id: str
+    community_id: str
+    street_id: str
+    district_id: str
+    severity: Severity | None
+    handling_class: HandlingClass | None
+    final_level: Level | None
+    opened_at: datetime
+    dispatched_at: datetime | None
+    resolved_at: datetime | None
+    archived_at: datetime
+    on_time: bool
+    escalation_count: int
+    reopen_count: int
+    return_count: int
+    satisfaction: Satisfaction | None
+    merged_into: str | None
+    policy_version: str
+
+
+def summary(state: CaseState) -> CaseSummary:
+    return CaseSummary(
+        case_id=state.case_id,
+        version=state.version,
+        step=state.step,
+        level=state.level,
+        flag=state.flag,
+        assignee=state.assignee,
+        due_at=state.due_at,
+        reopen_count=state.reopen_count,
+        escalation_count=state.escalation_count,
+    )
+
+
+def record(state: CaseState) -> CaseRecord:
+    if state.outcome is None or state.archived_at is None:
+        raise ValueError("only an archived case has a record")
+    location = state.case.location
+    return CaseRecord(
+        case_id=state.case_id,
+        outcome=state.outcome,
+        source=state.case.source.value,
+        category=state.case.category,
+        grid_id=location.grid_id,
+        community_id=location.community_id,
+        street_id=location.street_id,
+        district_id=location.district_id,
+        severity=state.severity,
+        handling_class=state.handling_class,
+        final_level=state.level,
+        opened_at=state.opened_at,
+        dispatched_at=state.dispatched_at,
+        resolved_at=state.resolved_at,
+        archived_at=state.archived_at,
+        on_time=state.on_time,
+        escalation_count=state.escalation_count,
+        reopen_count=state.reopen_count,
+        return_count=state.return_count,
+        satisfaction=state.satisfaction,
+        merged_into=state.merged_into,
+        policy_version=state.policy_version,
+    )
