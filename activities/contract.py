@@ -1,0 +1,35 @@
+"""Names and payloads of the activities, shared by the workflow and the worker.
+
+This module imports only the domain: the workflow sandbox may load it."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from domain.events import Event
+from domain.model import Frozen
+from domain.state import CaseRecord, CaseState
+
+LOAD_POLICY = "load_policy"
+RECORD_EVENTS = "record_events"
+
+# Error type of an append that contradicts what is stored (a different event under an
+# existing seq, or a gap): retrying cannot help, an operator must look.
+CHAIN_CONFLICT = "EventChainConflict"
+
+
+class EventBatch(Frozen):
+    """Events of one command (or one timer), appended in one transaction, with the state
+    they lead to (for the read model) and the ledger record when the case is archived."""
+
+    case_id: str
+    run_id: str
+    events: list[Event] = Field(min_length=1)
+    state: CaseState
+    record: CaseRecord | None = None
+
+
+class Appended(Frozen):
+    inserted: int  # 0 when a retry found every event already stored
+    head_seq: int
+    head_hash: str

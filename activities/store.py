@@ -1,0 +1,223 @@
+"""The activities: the deadline policy, and the event store append with its read model
+and ledger, all in one transaction.
+
+Each activity is safe to retry: an append that already happened is recognised by its
+hash chain and writes nothing twice."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import rfc8785
+import structlog
+from asyncpg.pool import PoolConnectionProxy
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.contract import CHAIN_CONFLICT, LOAD_POLICY, RECORD_EVENTS, Appended, EventBatch
+from domain.events import EventBase, event_payload
+from domain.policy import DeadlinePolicy
+from domain.state import CaseRecord, CaseState
+
+log = structlog.get_logger(__name__)
+GENESIS = "0" * 64
+Connection = asyncpg.Connection | PoolConnectionProxy
+
+
+def event_hash(
+    prev_hash: str, case_id: str, seq: int, type_: str, occurred_at: str, payload: dict[str, Any]
+) -> str:
+    """sha256(prev_hash bytes || RFC 8785 JSON of {case_id, seq, type, occurred_at, payload})."""
+    body = rfc8785.dumps(
+        {
+            "case_id": case_id,
+            "seq": seq,
+            "type": type_,
+            "occurred_at": occurred_at,
+            "payload": payload,
+        }
+    )
+    return hashlib.sha256(bytes.fromhex(prev_hash) + body).hexdigest()
+
+
+def hash_of(prev_hash: str, case_id: str, event: EventBase) -> tuple[str, dict[str, Any]]:
+    payload = event_payload(event)
+    occurred_at, type_ = str(payload["occurred_at"]), str(payload["type"])
+    return event_hash(prev_hash, case_id, event.seq, type_, occurred_at, payload), payload
+
+
+def _conflict(message: str) -> ApplicationError:
+    return ApplicationError(message, type=CHAIN_CONFLICT, non_retryable=True)
+
+
+class CaseActivities:
+    """Activities over one asyncpg pool and the policy the worker was started with."""
+
+    def __init__(self, pool: asyncpg.Pool, policy: DeadlinePolicy) -> None:
+        self.pool = pool
+        self.policy = policy
+
+    @activity.defn(name=LOAD_POLICY)
+    async def load_policy(self) -> DeadlinePolicy:
+        return self.policy
+
+    @activity.defn(name=RECORD_EVENTS)
+    async def record_events(self, batch: EventBatch) -> Appended:
+        info = activity.info()
+        with structlog.contextvars.bound_contextvars(
+            case_id=batch.case_id, workflow_id=info.workflow_id, attempt=info.attempt
+        ):
+            appended = await append(self.pool, batch)
+            log.info(
+                "events recorded",
+                types=[e.type for e in batch.events],
+                head_seq=appended.head_seq,
+                inserted=appended.inserted,
+            )
+            return appended
+
+
+async def append(pool: asyncpg.Pool, batch: EventBatch) -> Appended:
+    """Append a batch of one case's events, then bring `cases` (and `ledger`) up to date.
+
+    Refuses a gap and a batch that is not numbered consecutively; a retry of a batch
+    already stored (same hashes) is a no-op; another event under a stored seq is an error.
+    """
+    case_id = batch.case_id
+    seqs = [e.seq for e in batch.events]
+    if seqs != list(range(seqs[0], seqs[0] + len(seqs))):
+        raise _conflict(f"{case_id}: batch seqs are not consecutive: {seqs}")
+    first = seqs[0]
+    async with pool.acquire() as conn, conn.transaction():
+        # one writer per case at a time (a slow attempt and its retry may overlap)
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", case_id)
+        head = await conn.fetchrow(
+            "SELECT seq, hash FROM case_events WHERE case_id = $1 ORDER BY seq DESC LIMIT 1",
+            case_id,
+        )
+        head_seq = head["seq"] if head else 0
+        if first > head_seq + 1:
+            raise _conflict(
+                f"{case_id}: gap in the event log: stored up to seq {head_seq}, "
+                f"batch starts at {first}"
+            )
+        stored = {
+            r["seq"]: r["hash"]
+            for r in await conn.fetch(
+                "SELECT seq, hash FROM case_events WHERE case_id = $1 AND seq >= $2 - 1",
+                case_id,
+                first,
+            )
+        }
+        prev = stored.get(first - 1, GENESIS) if first > 1 else GENESIS
+        rows = []
+        for event in batch.events:
+            digest, payload = hash_of(prev, case_id, event)
+            if event.seq in stored:
+                if stored[event.seq] != digest:
+                    raise _conflict(
+                        f"{case_id}: seq {event.seq} is stored with other content "
+                        f"(stored hash {stored[event.seq][:12]}…, new {digest[:12]}…)"
+                    )
+            else:
+                rows.append(
+                    (
+                        case_id,
+                        event.seq,
+                        str(payload["type"]),
+                        payload,
+                        event.occurred_at,
+                        batch.run_id,
+                        event.command_id,
+                        prev,
+                        digest,
+                    )
+                )
+            prev = digest
+        if rows:
+            await conn.executemany(
+                """INSERT INTO case_events (case_id, seq, type, payload, occurred_at, run_id,
+                                            command_id, prev_hash, hash)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
+                rows,
+            )
+            await _project(conn, batch.state)
+            if batch.record is not None:
+                await _ledger(conn, batch.record)
+        return Appended(inserted=len(rows), head_seq=max(head_seq, seqs[-1]), head_hash=prev)
+
+
+def _public_state(state: CaseState) -> dict[str, Any]:
+    """The state for the read model, without the reporter's personal data."""
+    data = state.model_dump(mode="json")
+    data["case"].pop("reporter", None)
+    return data
+
+
+async def _project(conn: Connection, s: CaseState) -> None:
+    loc = s.case.location
+    await conn.execute(
+        """INSERT INTO cases AS c (case_id, version, step, level, severity, handling_class, flag,
+               category, source, grid_id, community_id, street_id, district_id, assignee,
+               due_at, reopen_count, escalation_count, return_count, opened_at, updated_at,
+               archived_at, outcome, state)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                   $18, $19, $20, $21, $22, $23)
+           ON CONFLICT (case_id) DO UPDATE SET
+               version = EXCLUDED.version, step = EXCLUDED.step, level = EXCLUDED.level,
+               severity = EXCLUDED.severity, handling_class = EXCLUDED.handling_class,
+               flag = EXCLUDED.flag, assignee = EXCLUDED.assignee, due_at = EXCLUDED.due_at,
+               reopen_count = EXCLUDED.reopen_count,
+               escalation_count = EXCLUDED.escalation_count,
+               return_count = EXCLUDED.return_count, updated_at = EXCLUDED.updated_at,
+               archived_at = EXCLUDED.archived_at, outcome = EXCLUDED.outcome,
+               state = EXCLUDED.state
+           WHERE c.version < EXCLUDED.version""",
+        s.case_id,
+        s.version,
+        s.step.value,
+        _v(s.level),
+        _v(s.severity),
+        _v(s.handling_class),
+        s.flag.value,
+        s.case.category,
+        s.case.source.value,
+        loc.grid_id,
+        loc.community_id,
+        loc.street_id,
+        loc.district_id,
+        s.assignee,
+        s.due_at,
+        s.reopen_count,
+        s.escalation_count,
+        s.return_count,
+        s.opened_at,
+        s.updated_at,
+        s.archived_at,
+        _v(s.outcome),
+        _public_state(s),
+    )
+
+
+async def _ledger(conn: Connection, r: CaseRecord) -> None:
+    fields = list(CaseRecord.model_fields)
+    values = [_column(getattr(r, name)) for name in fields]
+    placeholders = ", ".join(f"${i}" for i in range(1, len(fields) + 1))
+    await conn.execute(
+        f"INSERT INTO ledger ({', '.join(fields)}) VALUES ({placeholders}) "
+        "ON CONFLICT (case_id) DO NOTHING",
+        *values,
+    )
+
+
+def _v(value: Any) -> str | None:
+    return None if value is None else str(value.value)
+
+
+def _column(value: Any) -> Any:
+    if value is None or isinstance(value, (str, int, bool, datetime)):
+        return value
+    return str(value.value)  # enums

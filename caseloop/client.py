@@ -1,0 +1,148 @@
+"""The Python client other systems import: open a case, send a command, read a case.
+
+    client = await CaseClient.connect(Settings.from_env())
+    opened = await client.open_case({...OpenCase JSON...})
+    summary = await client.send(opened.case_id, "dispatch", {...}, command_id="ticket-7-d1")
+    state = await client.state(opened.case_id)
+
+Inputs are validated here before anything reaches Temporal, with the same models the
+workflow uses, so a bad report is refused at once with the field and the reason.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from temporalio.client import (
+    Client,
+    TLSConfig,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+
+from caseloop.settings import Settings
+from domain.commands import Command, OpenCase, parse_command, parse_open_case
+from domain.decider import expected_case_id
+from domain.errors import DomainError
+from domain.events import EVENT_LIST, Event
+from domain.state import CaseRecord, CaseState, CaseSummary
+
+WORKFLOW_TYPE = "CaseWorkflow"
+
+
+class CommandRefused(Exception):
+    """The case refused a command; the message names the field or rule and the reason."""
+
+
+@dataclass(frozen=True)
+class Opened:
+    case_id: str
+    created: bool  # False: the source ticket's case existed already (maybe archived)
+
+
+async def connect(settings: Settings) -> Client:
+    """A Temporal client with the project's data converter and the settings' credentials."""
+    tls: TLSConfig | bool = False
+    if settings.temporal_tls_cert and settings.temporal_tls_key:
+        tls = TLSConfig(
+            client_cert=settings.temporal_tls_cert.read_bytes(),
+            client_private_key=settings.temporal_tls_key.read_bytes(),
+        )
+    elif settings.temporal_api_key:
+        tls = True
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        api_key=settings.temporal_api_key,
+        tls=tls,
+        data_converter=pydantic_data_converter,
+    )
+
+
+class CaseClient:
+    def __init__(self, client: Client, task_queue: str) -> None:
+        self.client = client
+        self.task_queue = task_queue
+
+    @classmethod
+    async def connect(cls, settings: Settings) -> CaseClient:
+        return cls(await connect(settings), settings.task_queue)
+
+    async def open_case(self, case: OpenCase | dict[str, Any]) -> Opened:
+        """Open a case, or find the one already opened for the same source ticket.
+
+        The case id is `case-{source}-{source_ref}` (a second report of a ticket finds the
+        first case, even archived) or `case-{source}-{uuid}` without a ticket."""
+        if not isinstance(case, OpenCase):
+            case = parse_open_case(case)
+        case_id = expected_case_id(case) or f"case-{case.source.value}-{uuid.uuid4().hex}"
+        try:
+            handle = await self.client.start_workflow(
+                WORKFLOW_TYPE,
+                case.model_dump(mode="json"),
+                id=case_id,
+                task_queue=self.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                static_summary=f"{case.category}: {case.title}"[:200],
+            )
+        except WorkflowAlreadyStartedError:
+            return Opened(case_id, created=False)  # closed already: the archived case
+        started = handle._start_workflow_response
+        return Opened(case_id, created=bool(started is None or started.started))
+
+    async def send(
+        self,
+        case_id: str,
+        command: str,
+        payload: Command | dict[str, Any],
+        *,
+        command_id: str | None = None,
+    ) -> CaseSummary:
+        """Send one command (a Workflow Update named after it) and return the new summary.
+
+        `command_id` is the update id: sending the same id again applies it once. Raises
+        CommandRefused with the case's reason when the command is refused."""
+        if isinstance(payload, Command):
+            body = payload.model_dump(mode="json", exclude={"kind"})
+        else:
+            body = dict(payload)
+            try:
+                parse_command(command, body)
+            except DomainError as exc:
+                raise CommandRefused(str(exc)) from None
+        try:
+            summary: CaseSummary = await self._handle(case_id).execute_update(
+                command,
+                body,
+                id=command_id or uuid.uuid4().hex,
+                result_type=CaseSummary,
+            )
+            return summary
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            raise CommandRefused(
+                cause.message if isinstance(cause, ApplicationError) else str(cause)
+            ) from None
+
+    async def state(self, case_id: str) -> CaseState:
+        result: CaseState = await self._handle(case_id).query("state", result_type=CaseState)
+        return result
+
+    async def events(self, case_id: str) -> list[Event]:
+        raw = await self._handle(case_id).query("events", result_type=list[dict[str, Any]])
+        return EVENT_LIST.validate_python(raw)
+
+    async def result(self, case_id: str) -> CaseRecord:
+        """Wait for the case to be archived and return its record."""
+        handle = self.client.get_workflow_handle(case_id, result_type=CaseRecord)
+        archived: CaseRecord = await handle.result()
+        return archived
+
+    def _handle(self, case_id: str) -> WorkflowHandle[Any, Any]:
+        return self.client.get_workflow_handle(case_id)

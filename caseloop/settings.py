@@ -1,0 +1,80 @@
+"""Configuration from the environment (names: DESIGN.md §5)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from domain.errors import validation_message
+from domain.policy import DEFAULT_POLICY, DeadlinePolicy
+
+DEFAULT_TASK_QUEUE = "grievance-cases"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    temporal_address: str = "localhost:7233"
+    temporal_namespace: str = "default"
+    temporal_api_key: str | None = None
+    temporal_tls_cert: Path | None = None
+    temporal_tls_key: Path | None = None
+    database_url: str | None = None
+    task_queue: str = DEFAULT_TASK_QUEUE
+    policy_file: Path | None = None
+    log_level: str = "info"
+    log_format: str = "console"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        e = dict(os.environ if env is None else env)
+
+        def path(name: str) -> Path | None:
+            value = e.get(name)
+            if not value:
+                return None
+            p = Path(value)
+            if not p.is_file():
+                raise SettingsError(f"{name}: no such file: {value}")
+            return p
+
+        level = e.get("LOG_LEVEL", "info").lower()
+        if level not in ("debug", "info", "warning", "error"):
+            raise SettingsError("LOG_LEVEL: must be one of debug, info, warning, error")
+        fmt = e.get("LOG_FORMAT") or ("console" if sys.stderr.isatty() else "json")
+        if fmt not in ("console", "json"):
+            raise SettingsError("LOG_FORMAT: must be console or json")
+        url = e.get("DATABASE_URL") or None
+        if url is not None and not url.startswith(("postgresql://", "postgres://")):
+            raise SettingsError("DATABASE_URL: must start with postgresql://")
+        cert, key = path("TEMPORAL_TLS_CERT"), path("TEMPORAL_TLS_KEY")
+        if (cert is None) != (key is None):
+            raise SettingsError("TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY: set both or neither")
+        return cls(
+            temporal_address=e.get("TEMPORAL_ADDRESS") or cls.temporal_address,
+            temporal_namespace=e.get("TEMPORAL_NAMESPACE") or cls.temporal_namespace,
+            temporal_api_key=e.get("TEMPORAL_API_KEY") or None,
+            temporal_tls_cert=cert,
+            temporal_tls_key=key,
+            database_url=url,
+            task_queue=e.get("CASE_TASK_QUEUE") or DEFAULT_TASK_QUEUE,
+            policy_file=path("CASE_POLICY"),
+            log_level=level,
+            log_format=fmt,
+        )
+
+    def policy(self) -> DeadlinePolicy:
+        """The built-in 7135 policy, or the one in CASE_POLICY (JSON)."""
+        if self.policy_file is None:
+            return DEFAULT_POLICY
+        try:
+            return DeadlinePolicy.model_validate_json(self.policy_file.read_bytes())
+        except ValueError as exc:
+            raise SettingsError(
+                validation_message(f"CASE_POLICY {self.policy_file}", exc)
+            ) from None

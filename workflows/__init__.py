@@ -1,0 +1,1 @@
+"""CaseWorkflow: one durable workflow per case (DESIGN.md §1, §3)."""

@@ -1,0 +1,260 @@
+"""CaseWorkflow: one case of the closed loop, from the report to the ledger.
+
+The workflow owns time and order: commands arrive as Workflow Updates, the domain decides,
+the resulting events are appended to PostgreSQL by an activity, and only then does the
+state move on. Deadline timers are durable: `wait_condition` with a timeout until the
+next clock needs attention. Shape and pitfalls: DESIGN.md §2, §3, §6.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+from activities.contract import CHAIN_CONFLICT, LOAD_POLICY, RECORD_EVENTS, Appended, EventBatch
+from domain.commands import COMMANDS, CheckDeadlines, parse_command, parse_open_case
+from domain.decider import decide, evolve, open_case
+from domain.errors import DomainError
+from domain.events import Event
+from domain.policy import DeadlinePolicy, format_duration
+from domain.state import CaseRecord, CaseState, CaseSummary, record, summary
+from workflows.search import search_updates
+
+# Error types a caller can tell apart (`ApplicationError.type`).
+INVALID_INPUT = "InvalidCaseInput"
+COMMAND_REFUSED = "CommandRefused"
+RECORDING_FAILED = "RecordingFailed"
+
+_POLICY_TIMEOUT = timedelta(seconds=30)
+_RECORD_TIMEOUT = timedelta(seconds=30)
+# PostgreSQL down: keep trying (the case waits, nothing is dropped), at most once a minute.
+_RECORD_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(minutes=1),
+    non_retryable_error_types=[CHAIN_CONFLICT],
+)
+_MIN_TIMER = timedelta(seconds=1)
+
+
+def _command_update(name: str) -> Any:
+    """The Workflow Update of one command: validator and handler share the decider."""
+
+    async def handler(self: Any, payload: dict[str, Any]) -> CaseSummary:
+        result: CaseSummary = await self._handle(name, payload)
+        return result
+
+    handler.__name__ = handler.__qualname__ = name
+    update = workflow.update(name=name, description=COMMANDS[name].__doc__)(handler)
+
+    def validate(self: Any, payload: dict[str, Any]) -> None:
+        self._validate(name, payload)
+
+    update.validator(validate)
+    return update
+
+
+@workflow.defn(name="CaseWorkflow")
+class CaseWorkflow:
+    def __init__(self) -> None:
+        self._state: CaseState | None = None
+        self._policy: DeadlinePolicy | None = None
+        self._events: list[Event] = []
+        self._applied: set[str] = set()  # command ids (update ids) already applied
+        self._lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ the loop
+
+    @workflow.run
+    async def run(self, payload: dict[str, Any]) -> CaseRecord:
+        try:
+            case = parse_open_case(payload)
+        except DomainError as exc:
+            raise ApplicationError(str(exc), type=INVALID_INPUT, non_retryable=True) from None
+        self._policy = await workflow.execute_activity(
+            LOAD_POLICY,
+            start_to_close_timeout=_POLICY_TIMEOUT,
+            result_type=DeadlinePolicy,
+            summary="load the deadline policy",
+        )
+        async with self._lock:
+            try:
+                opened = open_case(workflow.info().workflow_id, case, workflow.now(), self._policy)
+            except DomainError as exc:
+                raise ApplicationError(str(exc), type=INVALID_INPUT, non_retryable=True) from None
+            await self._commit(opened, None)
+
+        while not self._ready.archived:
+            await self._wait_for_change_or_deadline()
+
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return record(self._ready)
+
+    async def _wait_for_change_or_deadline(self) -> None:
+        state = self._ready
+        wake = state.next_wake()
+        timeout = None
+        summary_text = None
+        if wake is not None:
+            at, clock = wake
+            timeout = max(at - workflow.now(), _MIN_TIMER)
+            summary_text = f"deadline {clock.label} (due {clock.due_at.isoformat()})"
+        version = state.version
+        try:
+            await workflow.wait_condition(
+                lambda: self._ready.version != version,
+                timeout=timeout,
+                timeout_summary=summary_text,
+            )
+        except TimeoutError:
+            async with self._lock:
+                # a command may have moved the case while the lock was taken
+                events = decide(self._ready, CheckDeadlines(), workflow.now(), self._policy_)
+                if events:
+                    await self._commit(events, None)
+
+    # ------------------------------------------------------------------ commands
+
+    def _validate(self, name: str, payload: dict[str, Any]) -> None:
+        """Refuse bad commands before they touch the history (DESIGN.md §2)."""
+        try:
+            command = parse_command(name, payload)
+            if self._state is None or self._policy is None:
+                return  # the case is still opening: the handler waits and decides then
+            info = workflow.current_update_info()
+            if info is not None and info.id in self._applied:
+                return  # a retried command: answered with the current summary
+            decide(self._state, command, workflow.now(), self._policy)
+        except DomainError as exc:
+            raise ApplicationError(str(exc), type=COMMAND_REFUSED, non_retryable=True) from None
+
+    async def _handle(self, name: str, payload: dict[str, Any]) -> CaseSummary:
+        try:
+            command = parse_command(name, payload)
+        except DomainError as exc:
+            raise ApplicationError(str(exc), type=COMMAND_REFUSED, non_retryable=True) from None
+        info = workflow.current_update_info()
+        command_id = info.id if info is not None else None
+        await workflow.wait_condition(lambda: self._state is not None)
+        async with self._lock:
+            if command_id is None or command_id not in self._applied:
+                try:
+                    events = decide(self._ready, command, workflow.now(), self._policy_)
+                except DomainError as exc:
+                    # the case moved on between validator and handler
+                    raise ApplicationError(
+                        str(exc), type=COMMAND_REFUSED, non_retryable=True
+                    ) from None
+                await self._commit(events, command_id)
+        return summary(self._ready)
+
+    # ------------------------------------------------------------------ recording
+
+    async def _commit(self, events: list[Event], command_id: str | None) -> None:
+        """Number the events, append them to the event store, then move the state on.
+        Called with the lock held."""
+        before = self._state
+        state = before
+        stamped: list[Event] = []
+        for offset, event in enumerate(events, start=1):
+            seq = (before.version if before else 0) + offset
+            event = event.model_copy(update={"seq": seq, "command_id": command_id})
+            state = evolve(state, event)
+            stamped.append(event)
+        assert state is not None
+        batch = EventBatch(
+            case_id=state.case_id,
+            run_id=workflow.info().run_id,
+            events=stamped,
+            state=state,
+            record=record(state) if state.archived else None,
+        )
+        try:
+            await workflow.execute_activity(
+                RECORD_EVENTS,
+                batch,
+                start_to_close_timeout=_RECORD_TIMEOUT,
+                retry_policy=_RECORD_RETRY,
+                result_type=Appended,
+                summary="record " + ", ".join(e.type for e in stamped),
+            )
+        except ActivityError as exc:
+            # Only a conflict in the stored chain ends up here: the command is not applied.
+            raise ApplicationError(
+                f"the events could not be recorded: {exc.cause or exc}",
+                type=RECORDING_FAILED,
+                non_retryable=True,
+            ) from None
+        self._state = state
+        self._events.extend(stamped)
+        if command_id is not None:
+            self._applied.add(command_id)
+        updates = search_updates(state, before)
+        if updates:
+            workflow.upsert_search_attributes(updates)
+        workflow.set_current_details(details(state))
+
+    @property
+    def _ready(self) -> CaseState:
+        assert self._state is not None, "the case is not opened yet"
+        return self._state
+
+    @property
+    def _policy_(self) -> DeadlinePolicy:
+        assert self._policy is not None, "the policy is not loaded yet"
+        return self._policy
+
+    # ------------------------------------------------------------------ queries
+
+    @workflow.query(name="state")
+    def state(self) -> CaseState | None:
+        return self._state
+
+    @workflow.query(name="events")
+    def events(self) -> list[Event]:
+        return self._events
+
+    # ------------------------------------------------------------------ updates
+    # One Workflow Update per command of the public contract; see `COMMANDS`.
+
+    dispatch = _command_update("dispatch")
+    claim = _command_update("claim")
+    check_in = _command_update("check_in")
+    record_deliberation = _command_update("record_deliberation")
+    summon_departments = _command_update("summon_departments")
+    record_department_report = _command_update("record_department_report")
+    report_resolution = _command_update("report_resolution")
+    record_feedback = _command_update("record_feedback")
+    record_revisit = _command_update("record_revisit")
+    request_extension = _command_update("request_extension")
+    decide_extension = _command_update("decide_extension")
+    return_case = _command_update("return_case")
+    add_note = _command_update("add_note")
+    withdraw = _command_update("withdraw")
+    merge_into = _command_update("merge_into")
+
+
+def details(state: CaseState) -> str:
+    """The markdown the Temporal UI shows as the case's current details."""
+    lines = [
+        f"**{state.case.title}**",
+        "",
+        f"- step: **{state.step.value}**"
+        + (f", level **{state.level.value}**" if state.level else ""),
+        f"- flag: {state.flag.value}",
+        f"- handler: {state.assignee or '—'}",
+    ]
+    for deadline in state.deadlines.values():
+        left = deadline.due_at - state.updated_at
+        lines.append(
+            f"- deadline {deadline.label}: due {deadline.due_at.isoformat()}"
+            + (f" ({format_duration(left)} left)" if left.total_seconds() > 0 else " (overdue)")
+        )
+    lines.append(f"- last event: {state.last_event} at {state.updated_at.isoformat()}")
+    if state.reopen_count or state.escalation_count:
+        lines.append(f"- reopened {state.reopen_count}×, escalated {state.escalation_count}×")
+    return "\n".join(lines)
