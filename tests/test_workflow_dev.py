@@ -1,0 +1,276 @@
+"""CaseWorkflow on the Temporal dev server: updates, refusals, duplicates, visibility,
+with the real activities writing to a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.store import GENESIS, event_hash
+from caseloop.client import CaseClient, CommandRefused
+from domain.model import Level, Outcome, Step
+from support import (
+    COMMUNITY_ADMIN,
+    GRID_WORKER,
+    LIFECYCLE,
+    RESIDENT,
+    STREET,
+    STREET_OFFICER,
+    report,
+)
+
+MakeWorker = Callable[[Any], Worker]
+
+
+@pytest.fixture
+def client(dev_env: WorkflowEnvironment, task_queue: str) -> CaseClient:
+    return CaseClient(dev_env.client, task_queue)
+
+
+async def drive(
+    client: CaseClient, case_id: str, commands: list[tuple[str, dict[str, Any]]]
+) -> None:
+    for name, payload in commands:
+        await client.send(case_id, name, payload)
+
+
+async def until_opened(client: CaseClient, case_id: str) -> None:
+    """Wait until the case has recorded its opening (the history is quiet again)."""
+    for _ in range(100):
+        types = await history_event_types(client, case_id)
+        if "EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES" in types:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the case did not open")
+
+
+async def history_event_types(client: CaseClient, case_id: str) -> list[str]:
+    history = await client.client.get_workflow_handle(case_id).fetch_history()
+    return [EventType.Name(e.event_type) for e in history.events]
+
+
+async def test_full_lifecycle_through_six_steps(
+    client: CaseClient, case_worker: MakeWorker, pool: asyncpg.Pool
+) -> None:
+    async with case_worker(client.client):
+        opened = await client.open_case(report())
+        assert opened.created
+        steps = []
+        for name, payload in LIFECYCLE:
+            result = await client.send(opened.case_id, name, payload)
+            steps.append(result.step)
+        assert steps == [
+            Step.COLLECT,  # dispatched, waiting for a handler
+            Step.DELIBERATE,  # claimed
+            Step.DELIBERATE,  # checked in on site
+            Step.RESOLVE,
+            Step.FEEDBACK,
+            Step.REVISIT,
+            Step.ARCHIVE,
+        ]
+        record = await client.result(opened.case_id)
+        events = await client.events(opened.case_id)
+    assert record.outcome is Outcome.COMPLETED and record.on_time
+    assert record.escalation_count == 0 and record.reopen_count == 0
+    assert [e.type for e in events] == [
+        "case_opened",
+        "case_dispatched",
+        "case_claimed",
+        "handler_checked_in",
+        "deliberation_recorded",
+        "resolution_reported",
+        "feedback_recorded",
+        "revisit_recorded",
+        "case_archived",
+    ]
+    assert [e.seq for e in events] == list(range(1, 10))
+
+    # the ledger in PostgreSQL says the same, chained
+    rows = await pool.fetch(
+        "SELECT * FROM case_events WHERE case_id = $1 ORDER BY seq", opened.case_id
+    )
+    assert [r["type"] for r in rows] == [e.type for e in events]
+    prev = GENESIS
+    for row in rows:
+        assert row["prev_hash"] == prev
+        prev = event_hash(
+            prev,
+            row["case_id"],
+            row["seq"],
+            row["type"],
+            row["payload"]["occurred_at"],
+            row["payload"],
+        )
+        assert row["hash"] == prev
+    case = await pool.fetchrow("SELECT * FROM cases WHERE case_id = $1", opened.case_id)
+    assert case["step"] == "archive" and case["version"] == 9 and case["outcome"] == "completed"
+    assert "reporter" not in case["state"]["case"]
+    ledger = await pool.fetchrow("SELECT * FROM ledger WHERE case_id = $1", opened.case_id)
+    assert ledger["outcome"] == "completed" and ledger["on_time"] is True
+
+
+async def test_rejected_feedback_reopens_the_case(
+    client: CaseClient, case_worker: MakeWorker
+) -> None:
+    async with case_worker(client.client):
+        opened = await client.open_case(report())
+        await drive(client, opened.case_id, LIFECYCLE[:5])
+        result = await client.send(
+            opened.case_id,
+            "record_feedback",
+            {"actor": RESIDENT, "accepted": False, "satisfaction": "unsatisfied"},
+        )
+        assert result.step is Step.RESOLVE and result.reopen_count == 1
+        state = await client.state(opened.case_id)
+        assert state.resolved_at is None
+        # resolved again, then accepted: the loop closes with the reopen counted
+        await drive(client, opened.case_id, LIFECYCLE[4:])
+        record = await client.result(opened.case_id)
+    assert record.outcome is Outcome.COMPLETED and record.reopen_count == 1
+
+
+@pytest.mark.parametrize(
+    ("command", "payload", "message"),
+    [
+        (
+            "dispatch",
+            {"actor": COMMUNITY_ADMIN, "severity": "enormous", "handling_class": "joint"},
+            "severity",
+        ),
+        (
+            "dispatch",
+            {"actor": COMMUNITY_ADMIN, "handling_class": "joint"},
+            "severity: Field required",
+        ),
+        ("claim", {"actor": GRID_WORKER}, "not dispatched"),
+        (
+            "report_resolution",
+            {"actor": GRID_WORKER, "summary": "done"},
+            "not allowed in step collect",
+        ),
+        (
+            "dispatch",
+            {
+                "actor": {**STREET_OFFICER, "org": "S-99"},
+                "severity": "minor",
+                "handling_class": "immediate",
+            },
+            "may not dispatch",
+        ),
+        ("add_note", {"actor": GRID_WORKER, "text": "x", "phone": "13800000000"}, "phone"),
+    ],
+)
+async def test_bad_commands_are_refused_and_leave_no_trace(
+    client: CaseClient,
+    case_worker: MakeWorker,
+    command: str,
+    payload: dict[str, Any],
+    message: str,
+) -> None:
+    async with case_worker(client.client):
+        opened = await client.open_case(report())
+        await until_opened(client, opened.case_id)
+        before = await history_event_types(client, opened.case_id)
+        handle = client.client.get_workflow_handle(opened.case_id)
+        # straight to the server, past the client's own check, as another system would
+        with pytest.raises(Exception) as refused:
+            await handle.execute_update(command, payload, id=f"bad-{uuid.uuid4().hex}")
+        cause = getattr(refused.value, "cause", None)
+        assert isinstance(cause, ApplicationError), refused.value
+        assert message in cause.message
+        assert cause.type == "CommandRefused"
+        assert "13800000000" not in cause.message
+        after = await history_event_types(client, opened.case_id)
+        assert after == before
+        assert not any("UPDATE" in t or "TASK_FAILED" in t for t in after)
+        # the case still works
+        await client.send(opened.case_id, *LIFECYCLE[0])
+
+
+async def test_client_refuses_bad_input_before_temporal(client: CaseClient) -> None:
+    with pytest.raises(CommandRefused, match="severity"):
+        await client.send("case-x-y", "dispatch", {"actor": COMMUNITY_ADMIN})
+    from domain.errors import DomainError
+
+    with pytest.raises(DomainError, match="reported_at"):
+        await client.open_case(report(reported_at="2026-11-23T09:30:00"))
+
+
+async def test_duplicate_report_of_a_ticket_finds_the_existing_case(
+    client: CaseClient, case_worker: MakeWorker
+) -> None:
+    ref = f"T{uuid.uuid4().hex[:10]}"
+    async with case_worker(client.client):
+        first = await client.open_case(report(ref))
+        second = await client.open_case(report(ref, title="同一工单再次上报"))
+        assert first == type(first)(f"case-hotline_12345-{ref}", created=True)
+        assert second.case_id == first.case_id and not second.created
+        await drive(client, first.case_id, LIFECYCLE)
+        await client.result(first.case_id)
+        # archived: a third report still finds it, and does not open a twin
+        third = await client.open_case(report(ref))
+        assert third.case_id == first.case_id and not third.created
+        state = await client.state(first.case_id)
+        assert state.step is Step.ARCHIVE
+
+
+async def test_same_command_id_is_applied_once(client: CaseClient, case_worker: MakeWorker) -> None:
+    async with case_worker(client.client):
+        opened = await client.open_case(report())
+        await client.send(opened.case_id, *LIFECYCLE[0], command_id="dispatch-1")
+        again = await client.send(opened.case_id, *LIFECYCLE[0], command_id="dispatch-1")
+        assert again.version == 2
+        events = await client.events(opened.case_id)
+    assert [e.type for e in events] == ["case_opened", "case_dispatched"]
+    assert events[1].command_id == "dispatch-1"
+
+
+async def test_invalid_start_input_fails_at_once_naming_the_field(
+    client: CaseClient, case_worker: MakeWorker, task_queue: str
+) -> None:
+    bad = report()
+    bad["reporter"] = {"name": "王阿姨", "phone": "not a phone 13800000000"}
+    async with case_worker(client.client):
+        handle = await client.client.start_workflow(
+            "CaseWorkflow", bad, id=f"case-hotline_12345-{uuid.uuid4().hex}", task_queue=task_queue
+        )
+        with pytest.raises(WorkflowFailureError) as failed:
+            await handle.result()
+    cause = failed.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "InvalidCaseInput"
+    assert "reporter.phone" in cause.message and "13800000000" not in cause.message
+
+
+async def test_search_attributes_find_a_street_case(
+    client: CaseClient, case_worker: MakeWorker
+) -> None:
+    async with case_worker(client.client):
+        opened = await client.open_case(report())
+        await client.send(
+            opened.case_id,
+            "dispatch",
+            {"actor": COMMUNITY_ADMIN, "severity": "hard", "handling_class": "joint"},
+        )
+        query = (
+            f"WorkflowId = '{opened.case_id}' AND CaseOrgs = '{STREET}' "
+            "AND CaseLevel = 'street' AND CaseStep = 'collect' AND CaseSeverity = 'hard'"
+        )
+        found: list[str] = []
+        for _ in range(50):  # visibility is eventually consistent
+            found = [w.id async for w in client.client.list_workflows(query)]
+            if found:
+                break
+            await asyncio.sleep(0.2)
+        assert found == [opened.case_id]
+        state = await client.state(opened.case_id)
+        assert state.level is Level.STREET
