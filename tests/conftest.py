@@ -4,22 +4,26 @@ time-skipping test server, each started once per session from the virtualenv's b
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 import pytest_asyncio
 from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.db import create_pool, migrate
+from caseloop.client import CaseClient, Opened
 from domain.policy import DEFAULT_POLICY
 from worker import build_worker, register_search_attributes
 
@@ -86,3 +90,26 @@ def case_worker(pool: asyncpg.Pool, task_queue: str) -> Callable[[Client], Worke
         return build_worker(client, pool, DEFAULT_POLICY, task_queue)
 
     return make
+
+
+class _TrackingClient(CaseClient):
+    """Remembers the cases it opened."""
+
+    opened: list[str]
+
+    async def open_case(self, case: Any) -> Opened:
+        opened = await super().open_case(case)
+        self.opened.append(opened.case_id)
+        return opened
+
+
+@pytest_asyncio.fixture
+async def ts_client(ts_env: WorkflowEnvironment, task_queue: str) -> AsyncIterator[CaseClient]:
+    """A client on the time-skipping server. Cases a test leaves open are terminated
+    afterwards: their timers would otherwise hold the server's clock for the next test."""
+    client = _TrackingClient(ts_env.client, task_queue)
+    client.opened = []
+    yield client
+    for case_id in client.opened:
+        with contextlib.suppress(RPCError):  # NOT_FOUND: it is closed already
+            await ts_env.client.get_workflow_handle(case_id).terminate("test finished")

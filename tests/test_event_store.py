@@ -1,0 +1,182 @@
+"""The event store activities against a real (embedded) PostgreSQL: idempotent append,
+gap refusal, the hash chain, the read model and the ledger, migrations."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import asyncpg
+import pytest
+from temporalio.exceptions import ApplicationError
+
+from activities.contract import CHAIN_CONFLICT, EventBatch
+from activities.db import migrate
+from activities.store import GENESIS, append, event_hash
+from domain.commands import parse_command, parse_open_case
+from domain.decider import decide, evolve, open_case
+from domain.events import Event
+from domain.policy import DEFAULT_POLICY
+from domain.state import CaseState, record
+from support import LIFECYCLE, report
+
+T0 = datetime.fromisoformat("2026-11-23T09:30:00+08:00")
+
+
+def lifecycle_batches() -> list[EventBatch]:
+    """The batches a CaseWorkflow would record for a straight lifecycle, one per command."""
+    payload = report()
+    case = parse_open_case(payload)
+    case_id = f"case-hotline_12345-{case.source_ref}"
+    batches: list[EventBatch] = []
+    state: CaseState | None = None
+    now = T0
+    decisions: list[list[Event]] = [open_case(case_id, case, now, DEFAULT_POLICY)]
+    for name, body in [(None, None), *LIFECYCLE]:
+        if name is not None:
+            assert state is not None and body is not None
+            now += timedelta(minutes=5)
+            decisions.append(decide(state, parse_command(name, body), now, DEFAULT_POLICY))
+        events = []
+        for event in decisions[-1]:
+            event = event.model_copy(update={"seq": (state.version if state else 0) + 1})
+            state = evolve(state, event)
+            events.append(event)
+        assert state is not None
+        batches.append(
+            EventBatch(
+                case_id=case_id,
+                run_id="run-1",
+                events=events,
+                state=state,
+                record=record(state) if state.archived else None,
+            )
+        )
+    return batches
+
+
+async def stored(pool: asyncpg.Pool, case_id: str) -> list[asyncpg.Record]:
+    return await pool.fetch("SELECT * FROM case_events WHERE case_id = $1 ORDER BY seq", case_id)
+
+
+async def test_append_is_idempotent(pool: asyncpg.Pool) -> None:
+    batches = lifecycle_batches()
+    first = await append(pool, batches[0])
+    again = await append(pool, batches[0])
+    assert (first.inserted, again.inserted) == (1, 0)
+    assert first.head_hash == again.head_hash
+    second = await append(pool, batches[1])
+    # a retry of an older batch after a newer one is still a no-op
+    late_retry = await append(pool, batches[0])
+    assert late_retry.inserted == 0 and late_retry.head_seq == second.head_seq == 2
+    assert len(await stored(pool, batches[0].case_id)) == 2
+
+
+async def test_gap_is_refused(pool: asyncpg.Pool) -> None:
+    batches = lifecycle_batches()
+    await append(pool, batches[0])
+    with pytest.raises(ApplicationError) as refused:
+        await append(pool, batches[2])  # seq 3 while 2 is missing
+    assert refused.value.type == CHAIN_CONFLICT and refused.value.non_retryable
+    assert "gap" in refused.value.message
+    assert len(await stored(pool, batches[0].case_id)) == 1
+
+
+async def test_a_different_event_under_a_stored_seq_is_refused(pool: asyncpg.Pool) -> None:
+    batches = lifecycle_batches()
+    await append(pool, batches[0])
+    await append(pool, batches[1])
+    event = batches[1].events[0]
+    forged = batches[1].model_copy(
+        update={"events": [event.model_copy(update={"occurred_at": T0 + timedelta(hours=9)})]}
+    )
+    with pytest.raises(ApplicationError, match="stored with other content"):
+        await append(pool, forged)
+    rows = await stored(pool, batches[0].case_id)
+    assert rows[1]["occurred_at"] == event.occurred_at
+
+
+async def test_batch_with_non_consecutive_seqs_is_refused(pool: asyncpg.Pool) -> None:
+    batch = lifecycle_batches()[0]
+    bad = batch.model_copy(
+        update={"events": [batch.events[0], batch.events[0].model_copy(update={"seq": 3})]}
+    )
+    with pytest.raises(ApplicationError, match="not consecutive"):
+        await append(pool, bad)
+
+
+async def test_hash_chain_links_every_event_and_detects_tampering(pool: asyncpg.Pool) -> None:
+    batches = lifecycle_batches()
+    for batch in batches:
+        await append(pool, batch)
+    rows = await stored(pool, batches[0].case_id)
+    assert len(rows) == sum(len(b.events) for b in batches) == 9
+    prev = GENESIS
+    for row in rows:
+        # recomputed from what PostgreSQL hands back: canonical JSON makes it stable
+        digest = event_hash(
+            prev,
+            row["case_id"],
+            row["seq"],
+            row["type"],
+            row["payload"]["occurred_at"],
+            row["payload"],
+        )
+        assert row["prev_hash"] == prev and row["hash"] == digest
+        prev = digest
+    tampered = dict(rows[4]["payload"], decision="另作决定")
+    assert (
+        event_hash(
+            rows[4]["prev_hash"],
+            rows[4]["case_id"],
+            5,
+            rows[4]["type"],
+            tampered["occurred_at"],
+            tampered,
+        )
+        != rows[4]["hash"]
+    )
+
+
+async def test_read_model_and_ledger_follow_the_events(pool: asyncpg.Pool) -> None:
+    batches = lifecycle_batches()
+    case_id = batches[0].case_id
+    for batch in batches[:3]:
+        await append(pool, batch)
+    row = await pool.fetchrow("SELECT * FROM cases WHERE case_id = $1", case_id)
+    state = batches[2].state
+    assert (row["version"], row["step"], row["level"], row["assignee"]) == (
+        3,
+        "deliberate",
+        "community",
+        "gw-1",
+    )
+    assert row["due_at"] == state.due_at and row["flag"] == "green"
+    assert row["state"]["case_id"] == case_id and "reporter" not in row["state"]["case"]
+    assert await pool.fetchval("SELECT count(*) FROM ledger WHERE case_id = $1", case_id) == 0
+    # a retried older batch never rolls the read model back
+    await append(pool, batches[1])
+    assert await pool.fetchval("SELECT version FROM cases WHERE case_id = $1", case_id) == 3
+    for batch in batches[3:]:
+        await append(pool, batch)
+    row = await pool.fetchrow("SELECT * FROM cases WHERE case_id = $1", case_id)
+    assert (row["step"], row["outcome"], row["version"]) == ("archive", "completed", 9)
+    ledger = await pool.fetchrow("SELECT * FROM ledger WHERE case_id = $1", case_id)
+    final = batches[-1].record
+    assert final is not None
+    assert ledger["outcome"] == "completed" and ledger["on_time"] is True
+    assert ledger["archived_at"] == final.archived_at and ledger["severity"] == "minor"
+    assert ledger["policy_version"] == DEFAULT_POLICY.version
+
+
+async def test_migrations_apply_once_and_are_recorded(pool: asyncpg.Pool) -> None:
+    assert await migrate(pool) == []
+    names = await pool.fetch("SELECT name FROM schema_migrations ORDER BY name")
+    assert [r["name"] for r in names] == ["001_event_store.sql"]
+
+
+async def test_events_of_different_cases_do_not_interfere(pool: asyncpg.Pool) -> None:
+    a, b = lifecycle_batches(), lifecycle_batches()
+    for x, y in zip(a, b, strict=True):
+        await append(pool, x)
+        await append(pool, y)
+    assert len(await stored(pool, a[0].case_id)) == len(await stored(pool, b[0].case_id)) == 9
