@@ -1,0 +1,98 @@
+"""The public contract stays what other systems rely on: update names, schemas, settings,
+search attributes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from support import report
+from temporalio.workflow import _Definition
+
+from caseloop.schemas import drift
+from caseloop.settings import Settings, SettingsError
+from domain.commands import COMMANDS, parse_open_case
+from domain.decider import fold, open_case
+from domain.model import Flag
+from domain.policy import DEFAULT_POLICY
+from workflows.case import CaseWorkflow
+from workflows.search import ALL_KEYS, search_updates
+
+
+def test_every_command_is_an_update_with_a_validator() -> None:
+    definition = _Definition.must_from_class(CaseWorkflow)
+    assert definition.name == "CaseWorkflow"
+    assert set(definition.updates) == set(COMMANDS)
+    assert all(u.validator is not None for u in definition.updates.values())
+    assert set(definition.queries) == {"state", "events"}
+
+
+def test_schemas_match_the_models() -> None:
+    assert drift() == [], "run `make schemas` and commit schemas/"
+
+
+def test_settings_defaults_and_overrides() -> None:
+    default = Settings.from_env({})
+    assert (default.temporal_address, default.temporal_namespace, default.task_queue) == (
+        "localhost:7233",
+        "default",
+        "grievance-cases",
+    )
+    assert default.database_url is None and default.policy() is DEFAULT_POLICY
+    custom = Settings.from_env(
+        {"CASE_TASK_QUEUE": "q2", "DATABASE_URL": "postgresql://u@db/cases", "LOG_FORMAT": "json"}
+    )
+    assert (custom.task_queue, custom.database_url, custom.log_format) == (
+        "q2",
+        "postgresql://u@db/cases",
+        "json",
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
+        ({"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
+        ({"CASE_POLICY": "/nonexistent/policy.json"}, "CASE_POLICY"),
+        ({"TEMPORAL_TLS_CERT": __file__}, "TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY"),
+    ],
+)
+def test_bad_settings_name_the_variable(env: dict[str, str], names: str) -> None:
+    with pytest.raises(SettingsError, match=names):
+        Settings.from_env(env)
+
+
+def test_policy_file_is_validated(tmp_path: Path) -> None:
+    good = tmp_path / "fast.json"
+    good.write_text('{"version": "demo-fast", "on_site": "PT1M", "resolve_street": "PT3M"}')
+    policy = Settings.from_env({"CASE_POLICY": str(good)}).policy()
+    assert policy.version == "demo-fast" and policy.on_site.total_seconds() == 60
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"version": "x", "on_site": "-PT1M"}')
+    with pytest.raises(SettingsError, match="on_site"):
+        Settings.from_env({"CASE_POLICY": str(bad)}).policy()
+
+
+def test_search_attributes_change_only_when_the_case_does() -> None:
+    case = parse_open_case(report("T1"))
+    now = datetime.fromisoformat("2026-11-23T09:30:00+08:00")
+    state = fold(
+        e.model_copy(update={"seq": 1})
+        for e in open_case("case-hotline_12345-T1", case, now, DEFAULT_POLICY)
+    )
+    first = {u.key.name: u.value for u in search_updates(state, None)}
+    assert first == {
+        "CaseStep": "collect",
+        "CaseCategory": "public_facilities",
+        "FlagColor": "green",
+        "CaseSource": "hotline_12345",
+        "CaseOrgs": ["G-01", "C-01", "S-01", "D-01"],
+        "ReopenCount": 0,
+        "EscalationCount": 0,
+    }
+    assert set(first) <= {k.name for k in ALL_KEYS}
+    assert search_updates(state, state) == []
+    red = state.model_copy(update={"flag": Flag.RED})
+    assert [(u.key.name, u.value) for u in search_updates(red, state)] == [("FlagColor", "red")]
