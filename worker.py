@@ -69,8 +69,16 @@ async def register_search_attributes(client: Client, namespace: str) -> list[str
 
 
 def build_worker(
-    client: Client, pool: asyncpg.Pool, policy: DeadlinePolicy, task_queue: str
+    client: Client,
+    pool: asyncpg.Pool,
+    policy: DeadlinePolicy,
+    task_queue: str,
+    *,
+    fail_fast: bool = False,
 ) -> Worker:
+    """The worker of CaseWorkflow and its activities. In production a bug in workflow code
+    fails the workflow *task*, which retries until fixed code is deployed: the case waits,
+    it is not lost. `fail_fast` (tests) fails the workflow instead, so a bug shows at once."""
     activities = CaseActivities(pool, policy)
     return Worker(
         client,
@@ -79,6 +87,7 @@ def build_worker(
         activities=[activities.load_policy, activities.record_events],
         workflow_runner=SANDBOX,
         graceful_shutdown_timeout=timedelta(seconds=10),
+        workflow_failure_exception_types=[Exception] if fail_fast else [],
     )
 
 

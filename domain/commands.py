@@ -46,6 +46,7 @@ class OpenCase(Frozen):
 
 class Command(Frozen):
     actor: Actor
+    kind: str  # the update name: each command fixes it to its own (a Literal with a default)
 
 
 class Dispatch(Command):
@@ -89,7 +90,9 @@ class SummonDepartments(Command):
     """街道吹哨、部门报到: the street summons named departments."""
 
     kind: Literal["summon_departments"] = "summon_departments"
-    departments: Annotated[list[OrgId], Field(min_length=1, max_length=20), AfterValidator(_distinct)]
+    departments: Annotated[
+        list[OrgId], Field(min_length=1, max_length=20), AfterValidator(_distinct)
+    ]
     reason: Text
 
 
@@ -231,4 +234,3 @@ def parse_open_case(payload: object) -> OpenCase:
         return OpenCase.model_validate(payload)
     except ValueError as exc:
         raise DomainError(validation_message("OpenCase", exc)) from None
-

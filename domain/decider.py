@@ -6,6 +6,7 @@ it never looks at a clock of its own, so the workflow (and a test) passes `now`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -58,6 +59,7 @@ from domain.events import (
     RevisitRecorded,
 )
 from domain.model import (
+    CASE_ID_PATTERN,
     Flag,
     HandlingClass,
     Level,
@@ -82,19 +84,27 @@ def _decides(command_type: type[C]) -> Callable[[Decision], Decision]:
     return register
 
 
+_CASE_ID = re.compile(CASE_ID_PATTERN)
+
+
 def expected_case_id(case: OpenCase) -> str | None:
     """The id a source ticket's case must have, so a second report finds the first."""
     return f"case-{case.source.value}-{case.source_ref}" if case.source_ref else None
 
 
-def open_case(
-    case_id: str, case: OpenCase, now: datetime, policy: DeadlinePolicy
-) -> list[Event]:
+def open_case(case_id: str, case: OpenCase, now: datetime, policy: DeadlinePolicy) -> list[Event]:
     expected = expected_case_id(case)
     if expected is not None and case_id != expected:
         raise DomainError(f"OpenCase: case id must be {expected} for this source_ref")
     if expected is None and not case_id.startswith(f"case-{case.source.value}-"):
         raise DomainError(f"OpenCase: case id must start with case-{case.source.value}-")
+    if _CASE_ID.match(case_id) is None:
+        # the workflow id comes from whoever started the workflow: refuse it here, never let
+        # CaseOpened's own validation fail the workflow task (DESIGN.md §2)
+        raise DomainError(
+            f"OpenCase: case id must match case-{case.source.value}-<id>, "
+            "the id of 1 to 64 letters, digits, '.', '_' or '-'"
+        )
     return [CaseOpened(occurred_at=now, case_id=case_id, case=case, policy_version=policy.version)]
 
 
@@ -167,7 +177,10 @@ def _check_in(state: CaseState, cmd: CheckIn, now: datetime, policy: DeadlinePol
     if state.checked_in_at is not None:
         raise DomainError("check_in: the handler is already checked in")
     authz.require(
-        cmd.actor.id == state.assignee, cmd.kind, cmd.actor, "is not the handler who claimed it"
+        cmd.actor.id == state.assignee and authz.covers(cmd.actor, state),
+        cmd.kind,
+        cmd.actor,
+        "is not the handler who claimed it",
     )
     on_site = state.deadlines.get(Clock.ON_SITE)
     # no on-site clock at street level; at community level a missing clock has run out
@@ -250,7 +263,9 @@ def _report_resolution(
         )
     resolve = state.deadlines.get(Clock.RESOLVE)
     on_time = state.on_time and (resolve is None or now < resolve.due_at)
-    return [ResolutionReported(occurred_at=now, actor=cmd.actor, summary=cmd.summary, on_time=on_time)]
+    return [
+        ResolutionReported(occurred_at=now, actor=cmd.actor, summary=cmd.summary, on_time=on_time)
+    ]
 
 
 def _reopen_deadline(state: CaseState, now: datetime, policy: DeadlinePolicy) -> Deadline:
@@ -362,8 +377,7 @@ def _decide_extension(
         cmd.actor.role is role and authz.covers(cmd.actor, state),
         cmd.kind,
         cmd.actor,
-        f"may not decide: a {state.level.value} case's extension is decided by its "
-        f"{role.value}",
+        f"may not decide: a {state.level.value} case's extension is decided by its {role.value}",
     )
     resolve = state.deadlines.get(Clock.RESOLVE)
     moved = None
@@ -381,7 +395,9 @@ def _decide_extension(
 
 
 @_decides(ReturnCase)
-def _return(state: CaseState, cmd: ReturnCase, now: datetime, policy: DeadlinePolicy) -> list[Event]:
+def _return(
+    state: CaseState, cmd: ReturnCase, now: datetime, policy: DeadlinePolicy
+) -> list[Event]:
     _step(state, cmd.kind, Step.COLLECT, Step.DELIBERATE, Step.RESOLVE)
     if state.dispatched_at is None:
         raise DomainError("return_case: the case is not dispatched; there is nothing to return")
@@ -406,7 +422,9 @@ def _note(state: CaseState, cmd: AddNote, now: datetime, policy: DeadlinePolicy)
 
 
 @_decides(Withdraw)
-def _withdraw(state: CaseState, cmd: Withdraw, now: datetime, policy: DeadlinePolicy) -> list[Event]:
+def _withdraw(
+    state: CaseState, cmd: Withdraw, now: datetime, policy: DeadlinePolicy
+) -> list[Event]:
     authz.require(
         authz.is_reporter(cmd.actor, state)
         or authz.is_officer_at_or_above(cmd.actor, state, Level.COMMUNITY),

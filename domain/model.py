@@ -17,7 +17,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 OrgId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
 ActorId = OrgId
 SourceRef = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
-CaseId = Annotated[str, StringConstraints(pattern=r"^case-[a-z0-9_]{1,32}-[A-Za-z0-9._-]{1,64}$")]
+CASE_ID_PATTERN = r"^case-[a-z0-9_]{1,32}-[A-Za-z0-9._-]{1,64}$"
+CaseId = Annotated[str, StringConstraints(pattern=CASE_ID_PATTERN)]
 
 
 def _no_control_chars(value: str) -> str:

@@ -57,6 +57,10 @@ class DeadlinePolicy(Frozen):
             raise ValueError("must be an IANA timezone name such as Asia/Shanghai") from None
         return value
 
+    def local(self, at: datetime) -> datetime:
+        """`at` in the policy's timezone: the office's wall clock."""
+        return at.astimezone(ZoneInfo(self.timezone))
+
     def resolve_limit(self, level: Level, severity: Severity) -> timedelta:
         if level is Level.COMMUNITY:
             if severity is Severity.HARD:
@@ -73,9 +77,7 @@ class DeadlinePolicy(Frozen):
             return self.revisit
         return self.resolve_limit(level, severity)
 
-    def deadline(
-        self, clock: Clock, level: Level, severity: Severity, start: datetime
-    ) -> Deadline:
+    def deadline(self, clock: Clock, level: Level, severity: Severity, start: datetime) -> Deadline:
         limit = self.limit(clock, level, severity)
         return Deadline(
             clock=clock,
@@ -110,11 +112,17 @@ class Deadline(Frozen):
         return self.remind_at
 
     def moved(self, due_at: datetime, policy: DeadlinePolicy, now: datetime) -> Deadline:
-        """The same clock with a new end (an approved extension)."""
+        """The same clock with a new end (an approved extension). A breached clock whose new
+        end lies ahead runs again: no "overdue" reminders before that end."""
         warn_at = self.started_at + (due_at - self.started_at) * policy.warn_ratio
-        return self.model_copy(
-            update={"due_at": due_at, "warn_at": warn_at, "warned": self.warned and warn_at <= now}
-        )
+        update: dict[str, object] = {
+            "due_at": due_at,
+            "warn_at": warn_at,
+            "warned": self.warned and warn_at <= now,
+        }
+        if self.breached and due_at > now:
+            update |= {"breached": False, "remind_at": None}
+        return self.model_copy(update=update)
 
 
 def format_duration(value: timedelta) -> str:

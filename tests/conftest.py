@@ -17,8 +17,8 @@ import asyncpg
 import pytest
 import pytest_asyncio
 from temporalio.client import Client
-from temporalio.service import RPCError
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -87,7 +87,7 @@ def case_worker(pool: asyncpg.Pool, task_queue: str) -> Callable[[Client], Worke
     """A worker of the real workflow and activities on this test's own task queue."""
 
     def make(client: Client) -> Worker:
-        return build_worker(client, pool, DEFAULT_POLICY, task_queue)
+        return build_worker(client, pool, DEFAULT_POLICY, task_queue, fail_fast=True)
 
     return make
 

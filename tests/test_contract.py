@@ -14,9 +14,9 @@ from caseloop.schemas import drift
 from caseloop.settings import Settings, SettingsError
 from domain.commands import COMMANDS, parse_open_case
 from domain.decider import fold, open_case
-from domain.model import Flag
-from domain.policy import DEFAULT_POLICY
-from workflows.case import CaseWorkflow
+from domain.model import Flag, Level, Severity
+from domain.policy import DEFAULT_POLICY, Clock
+from workflows.case import CaseWorkflow, details
 from workflows.search import ALL_KEYS, search_updates
 
 
@@ -96,3 +96,25 @@ def test_search_attributes_change_only_when_the_case_does() -> None:
     assert search_updates(state, state) == []
     red = state.model_copy(update={"flag": Flag.RED})
     assert [(u.key.name, u.value) for u in search_updates(red, state)] == [("FlagColor", "red")]
+
+
+def test_example_fast_policy_loads() -> None:
+    path = Path(__file__).resolve().parent.parent / "examples" / "fast-policy.json"
+    policy = Settings.from_env({"CASE_POLICY": str(path)}).policy()
+    assert policy.version == "7135-demo-fast"
+    assert policy.resolve_limit(Level.COMMUNITY, Severity.MINOR).total_seconds() == 120
+
+
+def test_details_show_deadlines_in_local_time() -> None:
+    case = parse_open_case(report("T2"))
+    now = datetime.fromisoformat("2026-11-23T01:30:00+00:00")
+    state = fold(
+        e.model_copy(update={"seq": 1})
+        for e in open_case("case-hotline_12345-T2", case, now, DEFAULT_POLICY)
+    )
+    deadline = DEFAULT_POLICY.deadline(Clock.RESOLVE, Level.COMMUNITY, Severity.MAJOR, now)
+    text = details(
+        state.model_copy(update={"deadlines": {Clock.RESOLVE: deadline}}), DEFAULT_POLICY
+    )
+    assert "due 2026-11-26 09:30" in text and "3 days left" in text
+    assert "王阿姨" not in text and "13800000000" not in text

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 import asyncpg
 import pytest
+from support import LIFECYCLE, report
 from temporalio.exceptions import ApplicationError
 
 from activities.contract import CHAIN_CONFLICT, EventBatch
@@ -17,7 +18,6 @@ from domain.decider import decide, evolve, open_case
 from domain.events import Event
 from domain.policy import DEFAULT_POLICY
 from domain.state import CaseState, record
-from support import LIFECYCLE, report
 
 T0 = datetime.fromisoformat("2026-11-23T09:30:00+08:00")
 

@@ -10,15 +10,6 @@ from typing import Any
 
 import asyncpg
 import pytest
-from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowFailureError
-from temporalio.exceptions import ApplicationError
-from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
-
-from activities.store import GENESIS, event_hash
-from caseloop.client import CaseClient, CommandRefused
-from domain.model import Level, Outcome, Step
 from support import (
     COMMUNITY_ADMIN,
     GRID_WORKER,
@@ -28,6 +19,15 @@ from support import (
     STREET_OFFICER,
     report,
 )
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.store import GENESIS, event_hash
+from caseloop.client import CaseClient, CommandRefused
+from domain.model import Level, Outcome, Step
 
 MakeWorker = Callable[[Any], Worker]
 

@@ -9,7 +9,7 @@ next clock needs attention. Shape and pitfalls: DESIGN.md §2, §3, §6.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -102,7 +102,7 @@ class CaseWorkflow:
         if wake is not None:
             at, clock = wake
             timeout = max(at - workflow.now(), _MIN_TIMER)
-            summary_text = f"deadline {clock.label} (due {clock.due_at.isoformat()})"
+            summary_text = f"deadline {clock.label}"
         version = state.version
         try:
             await workflow.wait_condition(
@@ -196,7 +196,7 @@ class CaseWorkflow:
         updates = search_updates(state, before)
         if updates:
             workflow.upsert_search_attributes(updates)
-        workflow.set_current_details(details(state))
+        workflow.set_current_details(details(state, self._policy_))
 
     @property
     def _ready(self) -> CaseState:
@@ -238,8 +238,13 @@ class CaseWorkflow:
     merge_into = _command_update("merge_into")
 
 
-def details(state: CaseState) -> str:
-    """The markdown the Temporal UI shows as the case's current details."""
+def details(state: CaseState, policy: DeadlinePolicy) -> str:
+    """The markdown the Temporal UI shows as the case's current details, with times in
+    the policy's timezone (the office's local time)."""
+
+    def local(at: datetime) -> str:
+        return policy.local(at).strftime("%Y-%m-%d %H:%M")
+
     lines = [
         f"**{state.case.title}**",
         "",
@@ -251,10 +256,12 @@ def details(state: CaseState) -> str:
     for deadline in state.deadlines.values():
         left = deadline.due_at - state.updated_at
         lines.append(
-            f"- deadline {deadline.label}: due {deadline.due_at.isoformat()}"
+            f"- deadline {deadline.label}: due {local(deadline.due_at)}"
             + (f" ({format_duration(left)} left)" if left.total_seconds() > 0 else " (overdue)")
         )
-    lines.append(f"- last event: {state.last_event} at {state.updated_at.isoformat()}")
+    lines.append(
+        f"- last event: {state.last_event} at {local(state.updated_at)} ({policy.timezone})"
+    )
     if state.reopen_count or state.escalation_count:
         lines.append(f"- reopened {state.reopen_count}×, escalated {state.escalation_count}×")
     return "\n".join(lines)
