@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from caseloop.client import CaseClient, CommandRefused
 from caseloop.settings import Settings
+from domain.policy import DEFAULT_POLICY
 
 GRID, COMMUNITY, STREET, DISTRICT = "G-0101", "C-01", "S-01", "D-01"
 GRID_WORKER = {"id": "gw-li", "role": "grid_worker", "org": GRID}
