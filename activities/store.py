@@ -7,6 +7,7 @@ hash chain and writes nothing twice."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -47,6 +48,23 @@ def hash_of(prev_hash: str, case_id: str, event: EventBase) -> tuple[str, dict[s
     payload = event_payload(event)
     occurred_at, type_ = str(payload["occurred_at"]), str(payload["type"])
     return event_hash(prev_hash, case_id, event.seq, type_, occurred_at, payload), payload
+
+
+def first_broken_link(rows: Iterable[Mapping[str, Any]]) -> int | None:
+    """The seq of the first `case_events` row (of one case, in seq order) whose hash or
+    prev_hash does not follow from the rows before it, or None when the chain holds.
+    The hash is recomputed from the payload as stored: canonical JSON makes it stable."""
+    prev = GENESIS
+    expected_seq = 1
+    for row in rows:
+        payload = row["payload"]
+        digest = event_hash(
+            prev, row["case_id"], row["seq"], row["type"], str(payload["occurred_at"]), payload
+        )
+        if row["seq"] != expected_seq or row["prev_hash"] != prev or row["hash"] != digest:
+            return int(row["seq"])
+        prev, expected_seq = digest, expected_seq + 1
+    return None
 
 
 def _conflict(message: str) -> ApplicationError:

@@ -117,10 +117,9 @@ async def open_one(title: str) -> None:
     client = await CaseClient.connect(Settings.from_env())
     opened = await client.open_case(report(None, title, "public_facilities"))
     summary = await client.send(opened.case_id, *DISPATCH_MINOR)
-    print(
-        f"opened {opened.case_id}: step {summary.step.value}, level {summary.level}, "
-        f"due {summary.due_at}"
-    )
+    due = DEFAULT_POLICY.local(summary.due_at).isoformat() if summary.due_at else "-"
+    level = summary.level.value if summary.level else "-"
+    print(f"opened {opened.case_id}: step {summary.step.value}, level {level}, due {due}")
 
 
 def main(argv: list[str]) -> None:

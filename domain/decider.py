@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from domain import authz
 from domain.commands import (
@@ -268,9 +268,17 @@ def _report_resolution(
     ]
 
 
-def _reopen_deadline(state: CaseState, now: datetime, policy: DeadlinePolicy) -> Deadline:
+def _reopened(
+    state: CaseState,
+    cmd: Command,
+    now: datetime,
+    policy: DeadlinePolicy,
+    reason: Literal["feedback_rejected", "revisit_unsatisfied"],
+) -> CaseReopened:
+    """Back to resolve, with a fresh resolve clock at the case's level."""
     assert state.level is not None and state.severity is not None
-    return policy.deadline(Clock.RESOLVE, state.level, state.severity, now)
+    deadline = policy.deadline(Clock.RESOLVE, state.level, state.severity, now)
+    return CaseReopened(occurred_at=now, actor=cmd.actor, reason=reason, deadline=deadline)
 
 
 @_decides(RecordFeedback)
@@ -301,14 +309,7 @@ def _feedback(
         )
     ]
     if not cmd.accepted:
-        events.append(
-            CaseReopened(
-                occurred_at=now,
-                actor=cmd.actor,
-                reason="feedback_rejected",
-                deadline=_reopen_deadline(state, now, policy),
-            )
-        )
+        events.append(_reopened(state, cmd, now, policy, "feedback_rejected"))
     return events
 
 
@@ -335,14 +336,7 @@ def _revisit(
     if cmd.satisfaction.content:
         events.append(CaseArchived(occurred_at=now, actor=cmd.actor, outcome=Outcome.COMPLETED))
     else:
-        events.append(
-            CaseReopened(
-                occurred_at=now,
-                actor=cmd.actor,
-                reason="revisit_unsatisfied",
-                deadline=_reopen_deadline(state, now, policy),
-            )
-        )
+        events.append(_reopened(state, cmd, now, policy, "revisit_unsatisfied"))
     return events
 
 

@@ -7,7 +7,6 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from support import report
 from temporalio.workflow import _Definition
 
 from caseloop.schemas import drift
@@ -16,6 +15,7 @@ from domain.commands import COMMANDS, parse_open_case
 from domain.decider import fold, open_case
 from domain.model import Flag, Level, Severity
 from domain.policy import DEFAULT_POLICY, Clock
+from support import report
 from workflows.case import CaseWorkflow, details
 from workflows.search import ALL_KEYS, search_updates
 

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from support import COMMUNITY_ADMIN, GRID_WORKER, LIFECYCLE, report
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -16,6 +15,7 @@ from caseloop.client import CaseClient
 from domain.events import CaseDispatched, CaseEscalated, DeadlineBreached, DeadlineWarned
 from domain.model import Flag, Level, Step
 from domain.policy import DEFAULT_POLICY, Clock
+from support import COMMUNITY_ADMIN, GRID_WORKER, LIFECYCLE, report
 
 MakeWorker = Callable[[Any], Worker]
 DAY = timedelta(days=1)
