@@ -12,9 +12,10 @@ import asyncpg
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from temporalio.worker import Replayer, Worker
 
 from activities.store import first_broken_link
 from caseloop.client import CaseClient, CommandRefused
@@ -28,6 +29,8 @@ from support import (
     STREET_OFFICER,
     report,
 )
+from worker import SANDBOX
+from workflows.case import CaseWorkflow
 
 MakeWorker = Callable[[Any], Worker]
 
@@ -263,3 +266,45 @@ async def test_search_attributes_find_a_street_case(
         assert found == [opened.case_id]
         state = await client.state(opened.case_id)
         assert state.level is Level.STREET
+
+
+async def test_racing_commands_apply_once_and_the_loser_is_told(
+    client: CaseClient, case_worker: MakeWorker
+) -> None:
+    """Two grid workers claim at once: both pass the validator, one handler wins under the
+    lock, the other is refused by the decider's second look."""
+    second_worker = {**GRID_WORKER, "id": "gw-2"}
+    async with case_worker(client.client):
+        opened = await client.open_case(report())
+        await client.send(opened.case_id, *LIFECYCLE[0])
+        results = await asyncio.gather(
+            client.send(opened.case_id, "claim", {"actor": GRID_WORKER}),
+            client.send(opened.case_id, "claim", {"actor": second_worker}),
+            return_exceptions=True,
+        )
+        events = await client.events(opened.case_id)
+    refused = [r for r in results if isinstance(r, CommandRefused)]
+    assert len(refused) == 1, results
+    assert "claim: not allowed in step deliberate" in str(refused[0])
+    assert [e.type for e in events].count("case_claimed") == 1
+
+
+async def test_history_replays_deterministically(
+    client: CaseClient, case_worker: MakeWorker
+) -> None:
+    async with case_worker(client.client):
+        opened = await client.open_case(report())
+        await drive(client, opened.case_id, LIFECYCLE[:5])
+        await client.send(
+            opened.case_id,
+            "record_feedback",
+            {"actor": RESIDENT, "accepted": False, "satisfaction": "unsatisfied"},
+        )
+        await drive(client, opened.case_id, LIFECYCLE[4:])
+        await client.result(opened.case_id)
+    history = await client.client.get_workflow_handle(opened.case_id).fetch_history()
+    replayer = Replayer(
+        workflows=[CaseWorkflow], data_converter=pydantic_data_converter, workflow_runner=SANDBOX
+    )
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None
