@@ -97,11 +97,15 @@ class SummonDepartments(Command):
 
 
 class RecordDepartmentReport(Command):
+    """A summoned department reports its part as done (部门报到)."""
+
     kind: Literal["record_department_report"] = "record_department_report"
     report: Text
 
 
 class ReportResolution(Command):
+    """解事: the handler reports the matter resolved; feedback follows."""
+
     kind: Literal["report_resolution"] = "report_resolution"
     summary: Text
 
@@ -131,12 +135,16 @@ def _sensible_extension(value: timedelta) -> timedelta:
 
 
 class RequestExtension(Command):
+    """The handler asks for more time, with a reason; the supervisor decides."""
+
     kind: Literal["request_extension"] = "request_extension"
     extra: Annotated[timedelta, AfterValidator(_sensible_extension)]
     reason: Text
 
 
 class DecideExtension(Command):
+    """The supervisor (the officer one level up) approves or refuses an extension."""
+
     kind: Literal["decide_extension"] = "decide_extension"
     approved: bool
     comment: Text | None = None
@@ -150,11 +158,15 @@ class ReturnCase(Command):
 
 
 class AddNote(Command):
+    """A note on the case from anyone with a part in it; changes nothing else."""
+
     kind: Literal["add_note"] = "add_note"
     text: Text
 
 
 class Withdraw(Command):
+    """The resident (or the community) withdraws the case; it is archived."""
+
     kind: Literal["withdraw"] = "withdraw"
     reason: Text
 

@@ -116,5 +116,5 @@ def test_details_show_deadlines_in_local_time() -> None:
     text = details(
         state.model_copy(update={"deadlines": {Clock.RESOLVE: deadline}}), DEFAULT_POLICY
     )
-    assert "due 2026-11-26 09:30" in text and "3 days left" in text
+    assert "due 2026-11-26 09:30" in text and "3 days left at the last event" in text
     assert "王阿姨" not in text and "13800000000" not in text

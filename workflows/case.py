@@ -257,7 +257,11 @@ def details(state: CaseState, policy: DeadlinePolicy) -> str:
         left = deadline.due_at - state.updated_at
         lines.append(
             f"- deadline {deadline.label}: due {local(deadline.due_at)}"
-            + (f" ({format_duration(left)} left)" if left.total_seconds() > 0 else " (overdue)")
+            + (
+                f" ({format_duration(left)} left at the last event)"
+                if left.total_seconds() > 0
+                else " (overdue)"
+            )
         )
     lines.append(
         f"- last event: {state.last_event} at {local(state.updated_at)} ({policy.timezone})"
