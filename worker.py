@@ -28,6 +28,7 @@ from activities.db import create_pool, migrate
 from activities.store import CaseActivities
 from caseloop import logs
 from caseloop.client import connect
+from caseloop.crypto import Keyring
 from caseloop.settings import Settings, SettingsError
 from domain.policy import DeadlinePolicy
 from workflows.case import CaseWorkflow
@@ -74,12 +75,13 @@ def build_worker(
     policy: DeadlinePolicy,
     task_queue: str,
     *,
+    keyring: Keyring | None = None,
     fail_fast: bool = False,
 ) -> Worker:
     """The worker of CaseWorkflow and its activities. In production a bug in workflow code
     fails the workflow *task*, which retries until fixed code is deployed: the case waits,
     it is not lost. `fail_fast` (tests) fails the workflow instead, so a bug shows at once."""
-    activities = CaseActivities(pool, policy)
+    activities = CaseActivities(pool, policy, keyring)
     return Worker(
         client,
         task_queue=task_queue,
@@ -106,8 +108,14 @@ async def run(settings: Settings) -> None:
             policy=policy.version,
             migrations_applied=applied,
             search_attributes_added=added,
+            encryption_keys=settings.keyring.key_ids if settings.keyring else [],
         )
-        worker = build_worker(client, pool, policy, settings.task_queue)
+        if settings.keyring is None:
+            log.warning(
+                "CASE_ENCRYPTION_KEYS is not set: residents' personal data goes to Temporal "
+                "and PostgreSQL in clear text"
+            )
+        worker = build_worker(client, pool, policy, settings.task_queue, keyring=settings.keyring)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

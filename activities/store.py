@@ -19,7 +19,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.contract import CHAIN_CONFLICT, LOAD_POLICY, RECORD_EVENTS, Appended, EventBatch
-from domain.events import EventBase, event_payload
+from caseloop.crypto import Keyring
+from domain.events import PERSONAL_FIELDS, EventBase, event_payload
 from domain.policy import DeadlinePolicy
 from domain.state import CaseRecord, CaseState
 
@@ -44,10 +45,19 @@ def event_hash(
     return hashlib.sha256(bytes.fromhex(prev_hash) + body).hexdigest()
 
 
-def hash_of(prev_hash: str, case_id: str, event: EventBase) -> tuple[str, dict[str, Any]]:
+def stored_payload(event: EventBase, case_id: str, keyring: Keyring | None) -> dict[str, Any]:
+    """The event as written to `case_events.payload`: its JSON, with the personal fields
+    sealed when keys are configured (deterministically, so a retry writes the same)."""
     payload = event_payload(event)
-    occurred_at, type_ = str(payload["occurred_at"]), str(payload["type"])
-    return event_hash(prev_hash, case_id, event.seq, type_, occurred_at, payload), payload
+    if keyring is None:
+        return payload
+    for path in PERSONAL_FIELDS.get(str(payload["type"]), ()):
+        parent: Any = payload
+        for part in path[:-1]:
+            parent = parent.get(part) if isinstance(parent, dict) else None
+        if isinstance(parent, dict) and parent.get(path[-1]) is not None:
+            parent[path[-1]] = {"sealed": keyring.seal(parent[path[-1]], case_id)}
+    return payload
 
 
 def first_broken_link(rows: Iterable[Mapping[str, Any]]) -> int | None:
@@ -74,9 +84,12 @@ def _conflict(message: str) -> ApplicationError:
 class CaseActivities:
     """Activities over one asyncpg pool and the policy the worker was started with."""
 
-    def __init__(self, pool: asyncpg.Pool, policy: DeadlinePolicy) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, policy: DeadlinePolicy, keyring: Keyring | None = None
+    ) -> None:
         self.pool = pool
         self.policy = policy
+        self.keyring = keyring
 
     @activity.defn(name=LOAD_POLICY)
     async def load_policy(self) -> DeadlinePolicy:
@@ -88,7 +101,7 @@ class CaseActivities:
         with structlog.contextvars.bound_contextvars(
             case_id=batch.case_id, workflow_id=info.workflow_id, attempt=info.attempt
         ):
-            appended = await append(self.pool, batch)
+            appended = await append(self.pool, batch, self.keyring)
             log.info(
                 "events recorded",
                 types=[e.type for e in batch.events],
@@ -98,7 +111,7 @@ class CaseActivities:
             return appended
 
 
-async def append(pool: asyncpg.Pool, batch: EventBatch) -> Appended:
+async def append(pool: asyncpg.Pool, batch: EventBatch, keyring: Keyring | None = None) -> Appended:
     """Append a batch of one case's events, then bring `cases` (and `ledger`) up to date.
 
     Refuses a gap and a batch that is not numbered consecutively; a retry of a batch
@@ -133,7 +146,10 @@ async def append(pool: asyncpg.Pool, batch: EventBatch) -> Appended:
         prev = stored.get(first - 1, GENESIS) if first > 1 else GENESIS
         rows = []
         for event in batch.events:
-            digest, payload = hash_of(prev, case_id, event)
+            payload = stored_payload(event, case_id, keyring)
+            digest = event_hash(
+                prev, case_id, event.seq, event.type, str(payload["occurred_at"]), payload
+            )
             if event.seq in stored:
                 if stored[event.seq] != digest:
                     raise _conflict(

@@ -11,6 +11,7 @@ workflow uses, so a bad report is refused at once with the field and the reason.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -23,8 +24,10 @@ from temporalio.client import (
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
+from caseloop.crypto import EncryptionCodec, Keyring
 from caseloop.settings import Settings
 from domain.commands import Command, OpenCase, parse_command, parse_open_case
 from domain.decider import expected_case_id
@@ -45,6 +48,13 @@ class Opened:
     created: bool  # False: the source ticket's case existed already (maybe archived)
 
 
+def data_converter(keyring: Keyring | None) -> DataConverter:
+    """JSON payloads via pydantic, encrypted when keys are configured."""
+    if keyring is None:
+        return pydantic_data_converter
+    return dataclasses.replace(pydantic_data_converter, payload_codec=EncryptionCodec(keyring))
+
+
 async def connect(settings: Settings) -> Client:
     """A Temporal client with the project's data converter and the settings' credentials."""
     tls: TLSConfig | bool = False
@@ -60,7 +70,7 @@ async def connect(settings: Settings) -> Client:
         namespace=settings.temporal_namespace,
         api_key=settings.temporal_api_key,
         tls=tls,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings.keyring),
     )
 
 

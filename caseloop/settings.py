@@ -7,6 +7,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from caseloop.crypto import Keyring, KeyringError
 from domain.errors import validation_message
 from domain.policy import DEFAULT_POLICY, DeadlinePolicy
 
@@ -29,6 +30,9 @@ class Settings:
     policy_file: Path | None = None
     log_level: str = "info"
     log_format: str = "console"
+    keyring: Keyring | None = None  # CASE_ENCRYPTION_KEYS; None: payloads in clear text
+    codec_token: str | None = None  # CASE_CODEC_TOKEN: what the codec server requires
+    codec_ui_origin: str | None = None  # CASE_CODEC_UI_ORIGIN: a UI origin let in without it
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -55,6 +59,14 @@ class Settings:
         cert, key = path("TEMPORAL_TLS_CERT"), path("TEMPORAL_TLS_KEY")
         if (cert is None) != (key is None):
             raise SettingsError("TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY: set both or neither")
+        try:
+            keys = e.get("CASE_ENCRYPTION_KEYS")
+            keyring = Keyring.parse(keys) if keys else None
+        except KeyringError as exc:
+            raise SettingsError(str(exc)) from None
+        token = e.get("CASE_CODEC_TOKEN") or None
+        if token is not None and len(token) < 16:
+            raise SettingsError("CASE_CODEC_TOKEN: must be at least 16 characters")
         return cls(
             temporal_address=e.get("TEMPORAL_ADDRESS") or cls.temporal_address,
             temporal_namespace=e.get("TEMPORAL_NAMESPACE") or cls.temporal_namespace,
@@ -66,6 +78,9 @@ class Settings:
             policy_file=path("CASE_POLICY"),
             log_level=level,
             log_format=fmt,
+            keyring=keyring,
+            codec_token=token,
+            codec_ui_origin=e.get("CASE_CODEC_UI_ORIGIN") or None,
         )
 
     def policy(self) -> DeadlinePolicy:

@@ -215,6 +215,17 @@ EVENTS: TypeAdapter[Event] = TypeAdapter(Event)
 EVENT_LIST: TypeAdapter[list[Event]] = TypeAdapter(list[Event])
 
 
+# Where residents' personal data sits in event payloads: sealed (encrypted) before an
+# event is written to PostgreSQL; reports never need these fields.
+PERSONAL_FIELDS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "case_opened": (
+        ("case", "reporter"),
+        ("case", "location", "address"),
+        ("case", "location", "coordinates"),
+    ),
+}
+
+
 def event_payload(event: EventBase) -> dict[str, object]:
     """The JSON stored in `case_events.payload` and hashed into the chain."""
     return event.model_dump(mode="json", exclude={"seq"})

@@ -17,17 +17,22 @@ import asyncpg
 import pytest
 import pytest_asyncio
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.db import create_pool, migrate
-from caseloop.client import CaseClient, Opened
+from caseloop.client import CaseClient, Opened, data_converter
+from caseloop.crypto import Keyring
 from domain.policy import DEFAULT_POLICY
 from worker import build_worker, register_search_attributes
 
 BIN = Path(sys.executable).parent
+# The suite runs encrypted, as `make run` does: payloads via the codec, personal fields
+# sealed in PostgreSQL.
+KEYS = Keyring.generate_entry("test-2") + "," + Keyring.generate_entry("test-1")
+KEYRING = Keyring.parse(KEYS)
+CONVERTER = data_converter(KEYRING)
 os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="caseloop-run-"))
 
 
@@ -56,7 +61,7 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     """The Temporal dev server (the one `make run` starts), for updates and visibility."""
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(BIN / "temporal"),
-        data_converter=pydantic_data_converter,
+        data_converter=CONVERTER,
         ui=False,
         dev_server_log_level="error",
     )
@@ -70,7 +75,7 @@ async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
     """The time-skipping test server, for deadlines."""
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(BIN / "temporal-test-server"),
-        data_converter=pydantic_data_converter,
+        data_converter=CONVERTER,
     )
     await register_search_attributes(env.client, env.client.namespace)
     yield env
@@ -87,7 +92,9 @@ def case_worker(pool: asyncpg.Pool, task_queue: str) -> Callable[[Client], Worke
     """A worker of the real workflow and activities on this test's own task queue."""
 
     def make(client: Client) -> Worker:
-        return build_worker(client, pool, DEFAULT_POLICY, task_queue, fail_fast=True)
+        return build_worker(
+            client, pool, DEFAULT_POLICY, task_queue, keyring=KEYRING, fail_fast=True
+        )
 
     return make
 

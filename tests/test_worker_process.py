@@ -13,6 +13,7 @@ from pathlib import Path
 from temporalio.testing import WorkflowEnvironment
 
 from caseloop.client import CaseClient
+from conftest import KEYS
 from support import LIFECYCLE, report
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,6 +28,7 @@ async def test_worker_serves_cases_and_stops_on_sigterm(
         "DATABASE_URL": pg_url,
         "CASE_TASK_QUEUE": task_queue,
         "LOG_FORMAT": "json",
+        "CASE_ENCRYPTION_KEYS": KEYS,
     }
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -41,6 +43,7 @@ async def test_worker_serves_cases_and_stops_on_sigterm(
         while started.get("event") != "worker starting":
             started = json.loads(await asyncio.wait_for(proc.stdout.readline(), 30))
         assert started["task_queue"] == task_queue and started["level"] == "info"
+        assert started["encryption_keys"] == ["test-2", "test-1"]
         client = CaseClient(dev_env.client, task_queue)
         opened = await client.open_case(report())
         for name, payload in LIFECYCLE:

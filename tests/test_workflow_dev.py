@@ -12,13 +12,13 @@ import asyncpg
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
 from activities.store import first_broken_link
 from caseloop.client import CaseClient, CommandRefused
+from conftest import CONVERTER
 from domain.model import Level, Outcome, Step
 from support import (
     COMMUNITY_ADMIN,
@@ -303,8 +303,6 @@ async def test_history_replays_deterministically(
         await drive(client, opened.case_id, LIFECYCLE[4:])
         await client.result(opened.case_id)
     history = await client.client.get_workflow_handle(opened.case_id).fetch_history()
-    replayer = Replayer(
-        workflows=[CaseWorkflow], data_converter=pydantic_data_converter, workflow_runner=SANDBOX
-    )
+    replayer = Replayer(workflows=[CaseWorkflow], data_converter=CONVERTER, workflow_runner=SANDBOX)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None
