@@ -16,7 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from caseloop.client import CaseClient, CommandRefused
-from caseloop.settings import Settings
+from caseloop.settings import local_settings
 from domain.policy import DEFAULT_POLICY
 
 GRID, COMMUNITY, STREET, DISTRICT = "G-0101", "C-01", "S-01", "D-01"
@@ -114,7 +114,7 @@ async def seed(client: CaseClient) -> Seeded:
 
 
 async def open_one(title: str) -> None:
-    client = await CaseClient.connect(Settings.from_env())
+    client = await CaseClient.connect(local_settings())
     opened = await client.open_case(report(None, title, "public_facilities"))
     summary = await client.send(opened.case_id, *DISPATCH_MINOR)
     due = DEFAULT_POLICY.local(summary.due_at).isoformat() if summary.due_at else "-"

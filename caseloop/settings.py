@@ -93,3 +93,23 @@ class Settings:
             raise SettingsError(
                 validation_message(f"CASE_POLICY {self.policy_file}", exc)
             ) from None
+
+
+def data_dir() -> Path:
+    return Path(
+        os.environ.get("CASELOOP_DATA", Path(__file__).resolve().parent.parent / ".data")
+    ).resolve()
+
+
+def local_settings() -> Settings:
+    """Settings for a client of the local `make run` stack: the environment, plus the
+    keys and token `make run` keeps in its data directory when the environment has none."""
+    data = data_dir()
+    env = dict(os.environ)
+    for name, file in (
+        ("CASE_ENCRYPTION_KEYS", "encryption-keys"),
+        ("CASE_CODEC_TOKEN", "codec-token"),
+    ):
+        if not env.get(name) and (data / file).is_file():
+            env[name] = (data / file).read_text(encoding="utf-8").strip()
+    return Settings.from_env(env)

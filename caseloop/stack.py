@@ -11,21 +11,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from caseloop import demo
 from caseloop.client import CaseClient
-from caseloop.settings import Settings, SettingsError
+from caseloop.crypto import Keyring
+from caseloop.settings import Settings, SettingsError, data_dir
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent
 GRPC_PORT = 7233
 UI_PORT = 8233
+CODEC_PORT = 8081
 RETENTION = "3650d"  # closed histories stay auditable for ten years
 
 
@@ -36,6 +41,30 @@ def say(message: str) -> None:
 def port_free(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def secret(path: Path, make: Callable[[], str]) -> str:
+    """A secret made once and kept (mode 0600) in the data directory."""
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(make() + "\n", encoding="utf-8")
+    return path.read_text(encoding="utf-8").strip()
+
+
+def encryption_env(data: Path) -> dict[str, str]:
+    """Keys and codec token: from the environment when set, else generated once."""
+    keys = os.environ.get("CASE_ENCRYPTION_KEYS") or secret(
+        data / "encryption-keys",
+        lambda: Keyring.generate_entry(f"k{datetime.now(UTC):%Y%m%d}"),
+    )
+    token = os.environ.get("CASE_CODEC_TOKEN") or secret(
+        data / "codec-token", lambda: secrets.token_urlsafe(32)
+    )
+    return {
+        "CASE_ENCRYPTION_KEYS": keys,
+        "CASE_CODEC_TOKEN": token,
+        "CASE_CODEC_UI_ORIGIN": f"http://localhost:{UI_PORT}",
+    }
 
 
 def start_postgres(data: Path) -> tuple[str, object | None]:
@@ -56,7 +85,7 @@ def start_postgres(data: Path) -> tuple[str, object | None]:
 
 
 def check_ports() -> None:
-    for port in (GRPC_PORT, UI_PORT):
+    for port in (GRPC_PORT, UI_PORT, CODEC_PORT):
         if not port_free(port):
             raise SystemExit(
                 f"[make run] port {port} is in use: is another `make run` or Temporal server "
@@ -81,6 +110,8 @@ def start_temporal(data: Path) -> subprocess.Popen[bytes]:
             "--log-level",
             "warn",
             "--ui-disable-news-fetch",
+            "--ui-codec-endpoint",
+            f"http://localhost:{CODEC_PORT}",
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -117,13 +148,14 @@ def set_retention(settings: Settings) -> None:
     )
 
 
-def start_worker(database_url: str, data: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "DATABASE_URL": database_url, "LOG_FORMAT": "json"}
-    log = (data / "worker.log").open("ab")
-    say(f"worker: log in {data / 'worker.log'}")
+def start_child(
+    name: str, argv: list[str], env: dict[str, str], data: Path
+) -> subprocess.Popen[bytes]:
+    log = (data / f"{name}.log").open("ab")
+    say(f"{name.replace('-', ' ')}: log in {data / f'{name}.log'}")
     return subprocess.Popen(
-        [sys.executable, str(ROOT / "worker.py")],
-        env=env,
+        argv,
+        env={**os.environ, **env, "LOG_FORMAT": "json"},
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -142,19 +174,39 @@ def stop(proc: subprocess.Popen[bytes], name: str) -> None:
 
 
 async def main_async(data: Path) -> None:
-    settings = Settings.from_env({**os.environ, "TEMPORAL_ADDRESS": f"localhost:{GRPC_PORT}"})
     check_ports()
+    crypto_env = encryption_env(data)
+    settings = Settings.from_env(
+        {**os.environ, **crypto_env, "TEMPORAL_ADDRESS": f"localhost:{GRPC_PORT}"}
+    )
     # SIGTERM (a service manager, `kill`) stops everything as cleanly as Ctrl-C does
     main_task = asyncio.current_task()
     assert main_task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     database_url, pg = start_postgres(data)
     temporal = start_temporal(data)
-    worker: subprocess.Popen[bytes] | None = None
+    children: list[tuple[str, subprocess.Popen[bytes]]] = []
     try:
+        children.append(
+            (
+                "codec server",
+                start_child(
+                    "codec-server",
+                    [sys.executable, "-m", "caseloop.codec_server", "--port", str(CODEC_PORT)],
+                    crypto_env,
+                    data,
+                ),
+            )
+        )
         client = await wait_for_temporal(settings, temporal)
         set_retention(settings)
-        worker = start_worker(database_url, data)
+        worker = start_child(
+            "worker",
+            [sys.executable, str(ROOT / "worker.py")],
+            {**crypto_env, "DATABASE_URL": database_url},
+            data,
+        )
+        children.append(("worker", worker))
         seeded = await demo.seed(client)
         say(f"demo cases: {seeded.created} opened, {seeded.existing} already there")
         print(
@@ -164,20 +216,22 @@ async def main_async(data: Path) -> None:
   Temporal:     localhost:{GRPC_PORT}     PostgreSQL: {database_url}
   Open a case:  .venv/bin/python -m caseloop.demo open "路灯不亮"
                 (or with the temporal CLI: see README, "A five-minute tour")
+  Encryption:   payloads are encrypted (keys in {data}/encryption-keys); the UI decodes
+                through the codec server on http://localhost:{CODEC_PORT}. For the CLI:
+                export TEMPORAL_CODEC_ENDPOINT=http://localhost:{CODEC_PORT}
+                export TEMPORAL_CODEC_AUTH="Bearer $(cat {data}/codec-token)"
   Stop:         Ctrl-C  (cases, timers and the database are kept in {data})
 """,
             flush=True,
         )
-        while worker.poll() is None and temporal.poll() is None:  # noqa: ASYNC110 (child processes)
+        everything = [*children, ("Temporal dev server", temporal)]
+        while all(p.poll() is None for _, p in everything):  # noqa: ASYNC110 (child processes)
             await asyncio.sleep(1)
-        raise SystemExit(
-            "[make run] the worker stopped; see .data/worker.log"
-            if worker.poll() is not None
-            else "[make run] the Temporal dev server stopped; see .data/temporal.log"
-        )
+        gone = next(name for name, p in everything if p.poll() is not None)
+        raise SystemExit(f"[make run] the {gone} stopped; see its log in {data}")
     finally:
-        if worker is not None:
-            stop(worker, "worker")
+        for name, proc in reversed(children):
+            stop(proc, name)
         stop(temporal, "Temporal dev server")
         if pg is not None:
             pg.cleanup()  # type: ignore[attr-defined]
@@ -185,7 +239,7 @@ async def main_async(data: Path) -> None:
 
 
 def main() -> None:
-    data = Path(os.environ.get("CASELOOP_DATA", ROOT / ".data")).resolve()
+    data = data_dir()
     data.mkdir(parents=True, exist_ok=True)
     try:
         with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):

@@ -9,7 +9,7 @@ import asyncio
 import uuid
 
 from caseloop.client import CaseClient, CommandRefused
-from caseloop.settings import Settings
+from caseloop.settings import local_settings
 
 GRID_WORKER = {"id": "gw-li", "role": "grid_worker", "org": "G-0101"}
 COMMUNITY_ADMIN = {"id": "ca-zhang", "role": "community_admin", "org": "C-01"}
@@ -17,7 +17,8 @@ RESIDENT = {"id": "res-0042", "role": "resident", "org": "G-0101"}
 
 
 async def main() -> None:
-    client = await CaseClient.connect(Settings.from_env())
+    # the environment, plus the encryption keys `make run` keeps in .data/
+    client = await CaseClient.connect(local_settings())
     opened = await client.open_case(
         {
             "source": "hotline_12345",
