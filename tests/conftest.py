@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -22,17 +20,11 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.db import create_pool, migrate
-from caseloop.client import CaseClient, Opened, data_converter
-from caseloop.crypto import Keyring
+from caseloop.client import CaseClient, Opened
 from domain.policy import DEFAULT_POLICY
+from support import BIN, CONVERTER, KEYRING
 from worker import build_worker, register_search_attributes
 
-BIN = Path(sys.executable).parent
-# The suite runs encrypted, as `make run` does: payloads via the codec, personal fields
-# sealed in PostgreSQL.
-KEYS = Keyring.generate_entry("test-2") + "," + Keyring.generate_entry("test-1")
-KEYRING = Keyring.parse(KEYS)
-CONVERTER = data_converter(KEYRING)
 os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="caseloop-run-"))
 
 

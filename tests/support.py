@@ -3,8 +3,20 @@ of its grid, community, street and district."""
 
 from __future__ import annotations
 
+import sys
 import uuid
+from pathlib import Path
 from typing import Any
+
+from caseloop.client import data_converter
+from caseloop.crypto import Keyring
+
+BIN = Path(sys.executable).parent
+# The suite runs encrypted, as `make run` does: payloads via the codec, personal fields
+# sealed in PostgreSQL.
+KEYS = Keyring.generate_entry("test-2") + "," + Keyring.generate_entry("test-1")
+KEYRING = Keyring.parse(KEYS)
+CONVERTER = data_converter(KEYRING)
 
 GRID, COMMUNITY, STREET, DISTRICT = "G-01", "C-01", "S-01", "D-01"
 

@@ -23,8 +23,7 @@ from caseloop.client import CaseClient
 from caseloop.codec_server import build_app
 from caseloop.crypto import EncryptionCodec, Keyring
 from caseloop.settings import Settings, SettingsError
-from conftest import KEYRING
-from support import LIFECYCLE, report
+from support import KEYRING, LIFECYCLE, report
 
 NAME, PHONE, ADDRESS = "王阿姨", "13800000000", "3号楼2单元"
 TOKEN = "t0ken-for-the-codec-server"

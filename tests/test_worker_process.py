@@ -13,8 +13,7 @@ from pathlib import Path
 from temporalio.testing import WorkflowEnvironment
 
 from caseloop.client import CaseClient
-from conftest import KEYS
-from support import LIFECYCLE, report
+from support import KEYS, LIFECYCLE, report
 
 ROOT = Path(__file__).resolve().parent.parent
 

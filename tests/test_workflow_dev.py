@@ -18,10 +18,10 @@ from temporalio.worker import Replayer, Worker
 
 from activities.store import first_broken_link
 from caseloop.client import CaseClient, CommandRefused
-from conftest import CONVERTER
 from domain.model import Level, Outcome, Step
 from support import (
     COMMUNITY_ADMIN,
+    CONVERTER,
     GRID_WORKER,
     LIFECYCLE,
     RESIDENT,

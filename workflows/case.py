@@ -30,8 +30,9 @@ INVALID_INPUT = "InvalidCaseInput"
 COMMAND_REFUSED = "CommandRefused"
 RECORDING_FAILED = "RecordingFailed"
 
-_POLICY_TIMEOUT = timedelta(seconds=30)
-_RECORD_TIMEOUT = timedelta(seconds=30)
+_POLICY_TIMEOUT = timedelta(seconds=10)
+# one transaction of a few rows; short, so a killed worker's attempt is retried soon
+_RECORD_TIMEOUT = timedelta(seconds=10)
 # PostgreSQL down: keep trying (the case waits, nothing is dropped), at most once a minute.
 _RECORD_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
