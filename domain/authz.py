@@ -61,7 +61,13 @@ def supervisor_role(level: Level) -> Role:
 
 
 def refuse(command: str, actor: Actor, why: str) -> DomainError:
-    return DomainError(f"{command}: actor {actor.id} ({actor.role.value}) {why}")
+    # A resident's account id may be a phone number in some apps: never quoted.
+    who = (
+        "actor (resident)"
+        if actor.role is Role.RESIDENT
+        else f"actor {actor.id} ({actor.role.value})"
+    )
+    return DomainError(f"{command}: {who} {why}")
 
 
 def require(allowed: bool, command: str, actor: Actor, why: str) -> None:

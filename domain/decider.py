@@ -373,6 +373,12 @@ def _decide_extension(
         cmd.actor,
         f"may not decide: a {state.level.value} case's extension is decided by its {role.value}",
     )
+    authz.require(
+        cmd.actor.id != pending.requested_by,
+        cmd.kind,
+        cmd.actor,
+        "may not decide an extension they requested themselves",
+    )
     resolve = state.deadlines.get(Clock.RESOLVE)
     moved = None
     if cmd.approved and resolve is not None:

@@ -69,6 +69,7 @@ class Actors:
     community_admin: Actor = Actor(id="ca-1", role=Role.COMMUNITY_ADMIN, org="C-01")
     street_officer: Actor = Actor(id="so-1", role=Role.STREET_OFFICER, org="S-01")
     district_officer: Actor = Actor(id="do-1", role=Role.DISTRICT_OFFICER, org="D-01")
+    district_officer_2: Actor = Actor(id="do-2", role=Role.DISTRICT_OFFICER, org="D-01")
     resident: Actor = Actor(id="res-1", role=Role.RESIDENT, org="G-01")
     water: Actor = Actor(id="water-duty", role=Role.DEPARTMENT, org="water")
     police: Actor = Actor(id="police-duty", role=Role.DEPARTMENT, org="police")

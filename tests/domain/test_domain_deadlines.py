@@ -303,7 +303,7 @@ def test_an_extension_after_the_district_breach_makes_the_clock_run_again(
         RequestExtension(actor=actors.district_officer, extra=3 * DAY, reason="contractor"),
         due + HOUR,
     )
-    s.run(DecideExtension(actor=actors.district_officer, approved=True), due + 2 * HOUR)
+    s.run(DecideExtension(actor=actors.district_officer_2, approved=True), due + 2 * HOUR)
     clock = s.state.deadlines[Clock.RESOLVE]
     assert clock.due_at == due + 3 * DAY
     assert not clock.breached and clock.remind_at is None
@@ -328,7 +328,7 @@ def test_a_too_short_extension_after_the_breach_keeps_the_reminders(
     s.tick(due + DAY)
     s.tick(due + 2 * DAY)
     s.run(RequestExtension(actor=actors.district_officer, extra=DAY, reason="r"), due + 50 * HOUR)
-    s.run(DecideExtension(actor=actors.district_officer, approved=True), due + 50 * HOUR)
+    s.run(DecideExtension(actor=actors.district_officer_2, approved=True), due + 50 * HOUR)
     clock = s.state.deadlines[Clock.RESOLVE]
     assert clock.due_at == due + DAY and clock.breached
     [reminder] = s.tick(due + 3 * DAY)

@@ -229,7 +229,8 @@ def test_others_may_not_dispatch(story: NewStory, actors: Actors, who: str) -> N
     actor = getattr(actors, who)
     command = Dispatch(actor=actor, severity=Severity.MINOR, handling_class=HandlingClass.JOINT)
     error = refused(s, command, s.DISPATCH_AT, "^dispatch: actor .* may not dispatch")
-    assert f"actor {actor.id} ({actor.role.value})" in str(error)
+    expected = "actor (resident)" if actor.role is Role.RESIDENT else f"actor {actor.id} ("
+    assert expected in str(error)
 
 
 def test_a_dispatched_case_is_not_dispatched_again(story: NewStory, actors: Actors) -> None:
@@ -711,7 +712,7 @@ def test_an_anonymous_report_has_no_resident_to_give_feedback(
     story: NewStory, actors: Actors
 ) -> None:
     s = story(reporter={"name": "匿名"}).advance(Step.FEEDBACK)
-    refused(s, feedback(actors.resident), s.FEEDBACK_AT, "^record_feedback: actor res-1 ")
+    refused(s, feedback(actors.resident), s.FEEDBACK_AT, "^record_feedback: actor \\(resident\\) ")
 
 
 def test_feedback_only_in_feedback(story: NewStory, actors: Actors) -> None:
@@ -1181,3 +1182,26 @@ def test_a_withdrawn_case_accepts_nothing_either(
     s.run(Withdraw(actor=actors.resident, reason="r"), t0 + HOUR)
     refused(s, Withdraw(actor=actors.resident, reason="r"), t0 + 2 * HOUR, "archived")
     refused(s, AddNote(actor=actors.resident, text="r"), t0 + 2 * HOUR, "archived")
+
+
+def test_nobody_decides_their_own_extension(story: NewStory, actors: Actors) -> None:
+    s = story(severity=Severity.HARD, handling_class=HandlingClass.JOINT).advance(Step.RESOLVE)
+    s.tick(s.state.deadlines[Clock.RESOLVE].due_at)  # escalated: a district case now
+    assert s.state.level is Level.DISTRICT
+    now = s.state.updated_at + HOUR
+    s.run(RequestExtension(actor=actors.district_officer, extra=DAY, reason="材料未到"), now)
+    refused(
+        s,
+        DecideExtension(actor=actors.district_officer, approved=True),
+        now,
+        "may not decide an extension they requested themselves",
+    )
+    s.run(DecideExtension(actor=actors.district_officer_2, approved=True), now)
+    assert s.state.pending_extension is None
+
+
+def test_refusals_never_quote_a_residents_account_id(story: NewStory, actors: Actors) -> None:
+    s = story()
+    s.dispatch()
+    error = refused(s, Claim(actor=actors.resident), s.CLAIM_AT, "actor \\(resident\\)")
+    assert actors.resident.id not in str(error)
