@@ -4,8 +4,10 @@ time-skipping test server, each started once per session from the virtualenv's b
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -25,7 +27,9 @@ from domain.policy import DEFAULT_POLICY
 from support import BIN, CONVERTER, KEYRING
 from worker import build_worker, register_search_attributes
 
-os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="caseloop-run-"))
+if "XDG_RUNTIME_DIR" not in os.environ:  # embedded PostgreSQL asks for one
+    os.environ["XDG_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="caseloop-run-")
+    atexit.register(shutil.rmtree, os.environ["XDG_RUNTIME_DIR"], True)
 
 
 @pytest.fixture(scope="session")
