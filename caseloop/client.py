@@ -121,11 +121,11 @@ class CaseClient:
         if isinstance(payload, Command):
             body = payload.model_dump(mode="json", exclude={"kind"})
         else:
-            body = dict(payload)
             try:
-                parse_command(command, body)
+                parse_command(command, payload)
             except DomainError as exc:
                 raise CommandRefused(str(exc)) from None
+            body = dict(payload)
         try:
             summary: CaseSummary = await self._handle(case_id).execute_update(
                 command,

@@ -233,6 +233,8 @@ def parse_command(name: str, payload: object) -> Command:
         raise DomainError(f"unknown command {name!r}; known: {', '.join(COMMANDS)}")
     if not isinstance(payload, dict):
         raise DomainError(f"{name}: the payload must be a JSON object")
+    if payload.get("kind", name) != name:
+        raise DomainError(f"{name}: kind: must be left out or equal the command name")
     try:
         return model.model_validate({**payload, "kind": name})
     except ValueError as exc:

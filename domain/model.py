@@ -6,6 +6,7 @@ snake_case fields, lower-case enum strings and ISO-8601 datetimes with offsets.
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
@@ -21,8 +22,16 @@ CASE_ID_PATTERN = r"^case-[a-z0-9_]{1,32}-[A-Za-z0-9._-]{1,64}$"
 CaseId = Annotated[str, StringConstraints(pattern=CASE_ID_PATTERN)]
 
 
+# Bidirectional overrides and isolates can make a text read differently from what it says.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
 def _no_control_chars(value: str) -> str:
-    if any((ord(ch) < 32 and ch not in "\n\t") or ord(ch) == 127 for ch in value):
+    """Line breaks and tabs are text; other control characters and bidi overrides are not."""
+    if any(
+        (unicodedata.category(ch) == "Cc" and ch not in "\n\r\t") or ch in _BIDI_CONTROLS
+        for ch in value
+    ):
         raise ValueError("must not contain control characters")
     return value
 

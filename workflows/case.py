@@ -71,7 +71,9 @@ class CaseWorkflow:
     # ------------------------------------------------------------------ the loop
 
     @workflow.run
-    async def run(self, payload: dict[str, Any]) -> CaseRecord:
+    async def run(self, payload: Any) -> CaseRecord:
+        # Any, not a model or a dict: input the SDK cannot decode into the declared type
+        # would fail the workflow task and retry forever (DESIGN.md §2); refused here instead.
         try:
             case = parse_open_case(payload)
         except DomainError as exc:

@@ -176,7 +176,7 @@ def test_a_datetime_that_is_not_one_is_refused(open_payload_of: Payload) -> None
     )
 
 
-@pytest.mark.parametrize("char", ["\x00", "\x07", "\x1b", "\r", "\x7f"])
+@pytest.mark.parametrize("char", ["\x00", "\x07", "\x1b", "\x7f", "\x85", "\u202e", "\u2066"])
 @pytest.mark.parametrize("field", ["title", "description"])
 def test_control_characters_are_refused(open_payload_of: Payload, field: str, char: str) -> None:
     message = refused_open(open_payload_of(**{field: f"lamp{char}broken"}))
@@ -341,9 +341,25 @@ def test_parse_command_builds_the_named_command() -> None:
     assert command.actor.id == "ca-1"
 
 
-def test_the_name_decides_the_kind_not_the_payload() -> None:
-    command = parse_command("add_note", {"actor": ACTOR, "text": "note", "kind": "withdraw"})
+def test_the_name_decides_the_kind_and_a_contrary_kind_is_refused() -> None:
+    command = parse_command("add_note", {"actor": ACTOR, "text": "note", "kind": "add_note"})
     assert isinstance(command, AddNote) and command.kind == "add_note"
+    message = refused_command("add_note", {"actor": ACTOR, "text": "note", "kind": "withdraw"})
+    assert message == "add_note: kind: must be left out or equal the command name"
+
+
+def test_line_breaks_are_text(open_payload_of: Payload) -> None:
+    case = parse_open_case(open_payload_of(description="第一行\r\n第二行\tend"))
+    assert case.description == "第一行\r\n第二行\tend"
+
+
+def test_an_unknown_field_name_is_not_quoted() -> None:
+    message = refused_command("add_note", {"actor": ACTOR, "text": "x", "13912345678": "x"})
+    assert "13912345678" not in message
+    assert "(unknown field): Extra inputs are not permitted" in message
+    assert "colour: Extra inputs" in refused_command(
+        "add_note", {"actor": ACTOR, "text": "x", "colour": "red"}
+    )
 
 
 def test_an_unknown_command_is_refused() -> None:

@@ -1,0 +1,631 @@
+"""Properties of the pure decider over random lives of a case (Hypothesis state machine).
+
+A case is opened, then driven through random sequences of all 15 commands (mostly valid
+payloads, raw payloads with spoilt fields, right and wrong actors: staff of the case's orgs
+and of other orgs, residents, departments, the system) and deadline checks, each at a
+random moment seconds to days after the last (+08:00, never going back). A refusal
+(DomainError) is an allowed outcome; any other exception fails. After every step:
+
+1. one step at a time, only along legal transitions (collect → deliberate → resolve →
+   feedback → revisit → archive; feedback/revisit → resolve on a reopen; → collect on a
+   return; → archive on a withdrawal or merge);
+2. an archived case accepts nothing: every command is refused, timers yield no events;
+3. the events fold to the state built step by step, also after a JSON round trip;
+4. seq numbers run 1..n without gaps and version == n;
+5. the resolve clock moves only by dispatch, escalation, an approved extension (later) or
+   a reopen (fresh clock); the level climbs community → street → district one rung at a
+   time, only return_case lowers it (clears it), escalation_count counts case_escalated;
+6. the flag only gets worse (green → yellow → red);
+7. no refusal quotes the reporter's name or phone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from itertools import pairwise
+from typing import TYPE_CHECKING, Any
+
+from hypothesis import event, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
+
+from domain.commands import COMMANDS, CheckDeadlines, Command, parse_command
+from domain.decider import decide, evolve, fold
+from domain.errors import DomainError
+from domain.events import (
+    EVENT_LIST,
+    CaseArchived,
+    CaseDispatched,
+    CaseEscalated,
+    CaseMerged,
+    CaseReopened,
+    CaseReturned,
+    CaseWithdrawn,
+    Event,
+    ExtensionDecided,
+    RevisitRecorded,
+)
+from domain.model import (
+    Actor,
+    Flag,
+    HandlingClass,
+    Level,
+    Outcome,
+    Role,
+    Satisfaction,
+    Severity,
+    Source,
+    Step,
+)
+from domain.policy import DEFAULT_POLICY, Clock
+from domain.state import CaseState
+
+if TYPE_CHECKING:  # the builders live in this directory's conftest.py (fixtures)
+    from conftest import Actors, Story
+
+Runner = Callable[..., tuple[CaseState, list[Event]]]
+
+SETTINGS = settings(max_examples=200, stateful_step_count=30, deadline=None, database=None)
+
+# ------------------------------------------------------------------ the legal moves
+
+# (from, to) -> the event types that may make that move
+MOVES: dict[tuple[Step, Step], set[str]] = {
+    (Step.COLLECT, Step.DELIBERATE): {"case_claimed"},
+    (Step.DELIBERATE, Step.RESOLVE): {"deliberation_recorded"},
+    (Step.RESOLVE, Step.FEEDBACK): {"resolution_reported"},
+    (Step.FEEDBACK, Step.REVISIT): {"feedback_recorded"},
+    (Step.REVISIT, Step.ARCHIVE): {"case_archived"},
+    (Step.FEEDBACK, Step.RESOLVE): {"case_reopened"},
+    (Step.REVISIT, Step.RESOLVE): {"case_reopened"},
+    (Step.DELIBERATE, Step.COLLECT): {"case_returned"},
+    (Step.RESOLVE, Step.COLLECT): {"case_returned"},
+    **{(step, Step.ARCHIVE): {"case_archived"} for step in list(Step)[:-2]},
+}
+FLAGS = list(Flag)
+
+# ------------------------------------------------------------------ who acts
+
+# Names of the conftest's `Actors`, plus a few more built here.
+CONFTEST_ACTORS = [
+    "grid_worker",
+    "grid_worker_2",
+    "community_admin",
+    "street_officer",
+    "district_officer",
+    "district_officer_2",
+    "resident",
+    "water",
+    "police",
+    "system",
+    "other_grid_worker",
+    "other_community_admin",
+    "other_street_officer",
+    "other_district_officer",
+    "other_resident",
+]
+EXTRA_ACTORS = {
+    "street_officer_2": Actor(id="so-2", role=Role.STREET_OFFICER, org="S-01"),
+    "community_admin_2": Actor(id="ca-2", role=Role.COMMUNITY_ADMIN, org="C-01"),
+    "housing": Actor(id="housing-duty", role=Role.DEPARTMENT, org="housing"),
+    "fire": Actor(id="fire-duty", role=Role.DEPARTMENT, org="fire"),
+    "parks": Actor(id="parks-duty", role=Role.DEPARTMENT, org="parks"),  # never summoned
+}
+# "reporter": a resident whose id is the reporter's account (or res-1 when there is none);
+# "phone_resident": a resident whose account id is the reporter's phone number.
+ACTOR_NAMES = [*CONFTEST_ACTORS, *EXTRA_ACTORS, "reporter", "phone_resident"]
+DEPARTMENT_ACTORS = ["water", "police", "housing", "fire"]  # their org is their name
+HANDLERS = ["grid_worker", "grid_worker_2", "community_admin", "street_officer", "district_officer"]
+SUPERVISORS = [
+    "community_admin",
+    "street_officer",
+    "street_officer_2",
+    "district_officer",
+    "district_officer_2",
+]
+# The actors with a plausible part in each command, on the case's own orgs.
+INSIDERS: dict[str, list[str]] = {
+    "dispatch": ["community_admin", "street_officer", "district_officer", "system"],
+    "claim": HANDLERS,
+    "check_in": HANDLERS,
+    "record_deliberation": HANDLERS,
+    "summon_departments": ["community_admin", "street_officer", "district_officer"],
+    "record_department_report": [*DEPARTMENT_ACTORS, "parks"],
+    "report_resolution": HANDLERS,
+    "record_feedback": ["reporter", "grid_worker", "community_admin", "other_resident"],
+    "record_revisit": ["grid_worker", "community_admin", "street_officer", "reporter"],
+    "request_extension": HANDLERS,
+    "decide_extension": SUPERVISORS,
+    "return_case": HANDLERS,
+    "add_note": ["reporter", "grid_worker", "system", "water", "parks"],
+    "withdraw": ["reporter", "community_admin", "phone_resident"],
+    "merge_into": ["system", "community_admin"],
+}
+# The commands that move a case on from each step.
+USEFUL: dict[Step, list[str]] = {
+    Step.COLLECT: ["dispatch", "claim", "return_case"],
+    Step.DELIBERATE: [
+        "record_deliberation",
+        "check_in",
+        "request_extension",
+        "decide_extension",
+        "return_case",
+    ],
+    Step.RESOLVE: [
+        "report_resolution",
+        "summon_departments",
+        "record_department_report",
+        "check_in",
+        "request_extension",
+        "decide_extension",
+        "return_case",
+    ],
+    Step.FEEDBACK: ["record_feedback"],
+    Step.REVISIT: ["record_revisit"],
+    Step.ARCHIVE: list(COMMANDS),
+}
+
+# ------------------------------------------------------------------ payloads
+
+# "{phone}", "{name}" and "{case_id}" are filled in with the case's own values: texts that
+# quote the reporter are fine in a payload, never in a refusal.
+TEXT = st.sampled_from(
+    [
+        "lamp replaced",
+        "楼道灯已修复",
+        "called the reporter on {phone}",
+        "met {name} on site",
+        "  padded with blanks  ",
+    ]
+)
+PARTICIPANTS = st.lists(st.sampled_from(["{name}", "gw-1", "物业", "楼长"]), min_size=1, max_size=4)
+SEVERITIES = [s.value for s in Severity]
+CLASSES = [c.value for c in HandlingClass]
+SATISFACTIONS = st.sampled_from([s.value for s in Satisfaction])
+DEPARTMENTS = st.lists(
+    st.sampled_from(["water", "police", "housing", "fire"]), min_size=1, max_size=3, unique=True
+)
+EXTRA = st.integers(3600, 30 * 86400)
+PAYLOADS: dict[str, st.SearchStrategy[dict[str, Any]]] = {
+    "dispatch": st.fixed_dictionaries(
+        {"severity": st.sampled_from(SEVERITIES), "handling_class": st.sampled_from(CLASSES)},
+        optional={"assignee": st.sampled_from([None, "gw-1", "gw-2", "ca-1", "so-1", "gw-9"])},
+    ),
+    "claim": st.just({}),
+    "check_in": st.just({}),
+    "record_deliberation": st.fixed_dictionaries(
+        {"participants": PARTICIPANTS, "decision": TEXT},
+        optional={"handling_class": st.sampled_from([None, *CLASSES]), "plan": TEXT},
+    ),
+    "summon_departments": st.fixed_dictionaries({"departments": DEPARTMENTS, "reason": TEXT}),
+    "record_department_report": st.fixed_dictionaries({"report": TEXT}),
+    "report_resolution": st.fixed_dictionaries({"summary": TEXT}),
+    "record_feedback": st.fixed_dictionaries(
+        {"accepted": st.booleans(), "satisfaction": SATISFACTIONS}, optional={"comment": TEXT}
+    ),
+    "record_revisit": st.fixed_dictionaries(
+        {"satisfaction": SATISFACTIONS}, optional={"notes": TEXT, "in_person": st.booleans()}
+    ),
+    "request_extension": st.fixed_dictionaries(
+        {"extra": st.one_of(EXTRA, EXTRA.map(lambda s: f"PT{s}S")), "reason": TEXT}
+    ),
+    "decide_extension": st.fixed_dictionaries(
+        {"approved": st.booleans()}, optional={"comment": TEXT}
+    ),
+    "return_case": st.fixed_dictionaries({"reason": TEXT}),
+    "add_note": st.fixed_dictionaries({"text": TEXT}),
+    "withdraw": st.fixed_dictionaries({"reason": TEXT}),
+    "merge_into": st.fixed_dictionaries(
+        {
+            "target_case_id": st.sampled_from(
+                ["case-hotline_12345-T-0002", "case-visit-4b1d", "{case_id}"]
+            )
+        },
+        optional={"reason": TEXT},
+    ),
+}
+assert set(PAYLOADS) == set(COMMANDS) == set(INSIDERS)
+
+# Valid payloads that knock on an archived case's door.
+ARCHIVE_PAYLOADS: dict[str, dict[str, Any]] = {
+    "dispatch": {"severity": "minor", "handling_class": "immediate"},
+    "claim": {},
+    "check_in": {},
+    "record_deliberation": {"participants": ["{name}"], "decision": "fix it"},
+    "summon_departments": {"departments": ["water"], "reason": "pipes"},
+    "record_department_report": {"report": "done"},
+    "report_resolution": {"summary": "done"},
+    "record_feedback": {"accepted": False, "satisfaction": "unsatisfied"},
+    "record_revisit": {"satisfaction": "unsatisfied"},
+    "request_extension": {"extra": 86400, "reason": "parts on order"},
+    "decide_extension": {"approved": True},
+    "return_case": {"reason": "wrong grid"},
+    "add_note": {"text": "called {name} on {phone}"},
+    "withdraw": {"reason": "solved by itself"},
+    "merge_into": {"target_case_id": "case-visit-4b1d"},
+}
+
+
+# What a careless or hostile client may put in a field instead.
+BAD_VALUES = st.sampled_from(
+    [
+        *(None, "", "   ", 42, -1.5, True, [], {}, "P31D", "PT30M", "a\x00b", "x" * 4001),
+        *("{phone}", "{name}", "{phone} ", "+{phone}", "case-nope"),
+    ]
+)
+BAD_ACTOR_VALUES = st.sampled_from(
+    [None, "", 7, "not a role", "{name}", "{phone} ", "+{phone}", "a/b", "x" * 65]
+)
+
+# Time between two steps: nothing, seconds, minutes, hours, days.
+ADVANCE = st.one_of(
+    st.just(0),
+    st.integers(1, 59),
+    st.integers(60, 3600),
+    st.integers(3600, 2 * 86400),
+    st.integers(2 * 86400, 12 * 86400),
+)
+SECOND = timedelta(seconds=1)
+
+
+def fill(value: Any, values: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        return value.format_map(values) if "{" in value else value
+    if isinstance(value, list):
+        return [fill(v, values) for v in value]
+    if isinstance(value, dict):
+        return {k: fill(v, values) for k, v in value.items()}
+    return value
+
+
+class CaseLife(RuleBasedStateMachine):
+    """One case, from open_case to wherever random commands and timers take it."""
+
+    def __init__(self, new_story: Callable[..., Story], actors: Actors, runner: Runner) -> None:
+        super().__init__()
+        self.new_story = new_story
+        self.actors = actors
+        self.runner = runner
+
+    # ------------------------------------------------------------ opening
+
+    @initialize(
+        source=st.sampled_from(list(Source)),
+        source_ref=st.sampled_from([None, "T-0001", "12345-2026-000817"]),
+        name=st.sampled_from(["王阿姨", "Zhao Xiaoming", "欧阳 建国"]),
+        phone=st.one_of(st.none(), st.from_regex(r"1[3-9][0-9]{9}", fullmatch=True)),
+        account=st.sampled_from(["res-1", "phone", "none"]),
+    )
+    def open(
+        self, source: Source, source_ref: str | None, name: str, phone: str | None, account: str
+    ) -> None:
+        resident_id = {"res-1": "res-1", "phone": phone, "none": None}[account]
+        story = self.new_story(
+            source=source.value,
+            source_ref=source_ref,
+            reporter={"name": name, "phone": phone, "resident_id": resident_id},
+        )
+        self.state: CaseState = story.state
+        self.events: list[Event] = list(story.events)
+        self.now: datetime = story.state.opened_at
+        self.secrets = [name] + ([phone] if phone else [])
+        self.values = {"phone": phone or "13900139000", "name": name, "case_id": self.state.case_id}
+        self.reporter = Actor(id=resident_id or "res-1", role=Role.RESIDENT, org="G-01")
+        self.archive_checked = False
+
+    def actor(self, name: str) -> Actor:
+        if name == "reporter":
+            return self.reporter
+        if name == "phone_resident":
+            return Actor(id=self.values["phone"], role=Role.RESIDENT, org="G-01")
+        if name in EXTRA_ACTORS:
+            return EXTRA_ACTORS[name]
+        actor: Actor = getattr(self.actors, name)
+        return actor
+
+    def command(self, name: str, actor: str, payload: dict[str, Any]) -> Command:
+        """A valid payload, validated as the workflow's update validator does."""
+        raw = {**fill(payload, self.values), "actor": self.actor(actor).model_dump(mode="json")}
+        return parse_command(name, raw)
+
+    # ------------------------------------------------------------ the rules
+
+    @rule(
+        name=st.sampled_from(list(COMMANDS)),
+        actor=st.sampled_from(ACTOR_NAMES),
+        data=st.data(),
+        advance=ADVANCE,
+    )
+    def anything(self, name: str, actor: str, data: st.DataObject, advance: int) -> None:
+        """Any command, from anyone, with a valid payload."""
+        self.apply(self.command(name, actor, data.draw(PAYLOADS[name])), advance)
+
+    @rule(data=st.data(), advance=ADVANCE)
+    def progress(self, data: st.DataObject, advance: int) -> None:
+        """A command useful in the case's step, from someone with a plausible part in it."""
+        name = data.draw(st.sampled_from(USEFUL[self.state.step]), label="command")
+        actor = data.draw(st.sampled_from(INSIDERS[name]), label="actor")
+        self.apply(self.command(name, actor, data.draw(PAYLOADS[name])), advance)
+
+    @rule(data=st.data(), advance=ADVANCE)
+    def forward(self, data: st.DataObject, advance: int) -> None:
+        """A next command of the standard path, mostly from the one who would send it."""
+        name = data.draw(st.sampled_from(self.next_commands()), label="command")
+        right = self.right_actor(name)
+        actors = st.sampled_from(INSIDERS[name])
+        actor = data.draw(
+            st.one_of(st.just(right), st.just(right), actors) if right else actors, label="actor"
+        )
+        self.apply(self.command(name, actor, data.draw(PAYLOADS[name])), advance)
+
+    # the main road, three times as often as the other rules
+    forward_again = forward
+    forward_once_more = forward
+
+    def next_commands(self) -> list[str]:
+        state = self.state
+        if state.step is Step.COLLECT:
+            return ["claim"] if state.dispatched_at else ["dispatch"]
+        if state.pending_extension:
+            return ["decide_extension"]
+        if state.step is Step.DELIBERATE:
+            on_site = [] if state.checked_in_at else ["check_in"]
+            return ["record_deliberation", "request_extension", *on_site]
+        if state.step is Step.RESOLVE:
+            waiting = [d for d in state.summoned if d not in state.reported]
+            if waiting:
+                return ["record_department_report"]
+            if state.level is not Level.COMMUNITY and not state.summoned:
+                return ["summon_departments"]
+            return ["report_resolution", "request_extension"]
+        if state.step is Step.FEEDBACK:
+            return ["record_feedback"]
+        if state.step is Step.REVISIT:
+            return ["record_revisit"]
+        return ["add_note"]
+
+    @rule(
+        name=st.sampled_from(list(COMMANDS)),
+        actor=st.sampled_from(ACTOR_NAMES),
+        data=st.data(),
+        advance=ADVANCE,
+    )
+    def raw_payload(self, name: str, actor: str, data: st.DataObject, advance: int) -> None:
+        """A payload with one field spoilt, dropped or added, through parse_command."""
+        payload: Any = {**data.draw(PAYLOADS[name]), "actor": self.actor(actor).model_dump()}
+        field = data.draw(st.sampled_from(sorted(payload)), label="field")
+        how = data.draw(st.sampled_from(["drop", "replace", "add", "not an object"]))
+        if how == "drop":
+            del payload[field]
+        elif how == "replace" and field == "actor":
+            part = data.draw(st.sampled_from(["id", "role", "org", "whole"]))
+            bad = data.draw(BAD_ACTOR_VALUES)
+            payload["actor"] = bad if part == "whole" else {**payload["actor"], part: bad}
+        elif how == "replace":
+            payload[field] = data.draw(BAD_VALUES)
+        elif how == "add":
+            payload["unexpected"] = data.draw(BAD_VALUES)
+        else:
+            payload = data.draw(BAD_VALUES)
+        self.now += timedelta(seconds=advance)
+        try:
+            command = parse_command(name, fill(payload, self.values))
+        except DomainError as refusal:
+            self.check_refusal(refusal)
+            event("raw payload refused")
+            return
+        self.apply(command, 0)
+
+    @rule(advance=ADVANCE)
+    def tick(self, advance: int) -> None:
+        """A deadline timer fires at some moment."""
+        self.apply(CheckDeadlines(), advance)
+
+    @rule(offset=st.sampled_from([-1, 0, 1]))
+    def tick_at_wake(self, offset: int) -> None:
+        """The workflow's timer fires at the case's next wake (give or take a second), and
+        the workflow checks again while something is still due: that settles at once, and
+        the next wake then lies in the future (no busy loop of timers)."""
+        wake = self.state.next_wake()
+        at = wake[0] + offset * SECOND if wake else self.now
+        self.apply(CheckDeadlines(), max(0.0, (at - self.now).total_seconds()))
+        for _ in range(4):
+            wake = self.state.next_wake()
+            if wake is None or wake[0] > self.now:
+                return
+            self.apply(CheckDeadlines(), 0)
+        raise AssertionError(f"still due at {self.now} after 5 checks: {self.state.deadlines}")
+
+    def right_actor(self, name: str) -> str | None:
+        """Who would send `name` on the standard path, as far as the pool has them."""
+        state = self.state
+        known = {self.actor(n).id: n for n in HANDLERS}
+        if name in ("dispatch", "withdraw", "merge_into", "summon_departments"):
+            return "street_officer" if name == "summon_departments" else "community_admin"
+        if name in ("claim", "record_deliberation", "report_resolution", "request_extension"):
+            if state.level is Level.STREET:
+                return "street_officer"
+            if state.level is Level.DISTRICT:
+                return "district_officer"
+            return known.get(state.assignee or "gw-1")
+        if name == "check_in":
+            return known.get(state.assignee or "")
+        if name == "decide_extension" and state.level and state.pending_extension:
+            by = state.pending_extension.requested_by
+            if state.level is Level.COMMUNITY:
+                return "street_officer_2" if by == "so-1" else "street_officer"
+            return "district_officer_2" if by == "do-1" else "district_officer"
+        if name == "record_department_report":
+            waiting = [d for d in state.summoned if d not in state.reported]
+            return waiting[0] if waiting else None
+        if name == "record_feedback":
+            return "reporter"
+        if name == "record_revisit":
+            return "grid_worker"
+        return None
+
+    # ------------------------------------------------------------ one step, checked
+
+    def apply(self, command: Command | CheckDeadlines, advance: float) -> None:
+        self.now += timedelta(seconds=advance)
+        before = self.state
+        try:
+            after, events = self.runner(before, command, self.now)
+        except DomainError as refusal:
+            self.check_refusal(refusal)
+            assert not isinstance(command, CheckDeadlines), "a timer is never refused"
+            event(f"refused in {before.step.value}")
+            return
+        # 2. an archived case accepts nothing
+        assert not before.archived or (isinstance(command, CheckDeadlines) and events == []), (
+            f"the archived case accepted {command.kind}: {[e.type for e in events]}"
+        )
+        # 4. numbered from version + 1, without gaps
+        assert [e.seq for e in events] == list(range(before.version + 1, after.version + 1))
+        state = before
+        for i, e in enumerate(events):
+            assert e.occurred_at == self.now
+            if isinstance(command, CheckDeadlines):
+                assert e.actor is None and e.command_id is None
+            else:
+                assert e.actor == command.actor
+            state = self.check_event(state, e, events[i - 1] if i else None)
+            event(f"event {e.type}")
+        assert state == after
+        # 1. one step at a time: one command moves the case by at most one transition
+        path = [before.step, *self.steps_of(before, events)]
+        moves = [(a, b) for a, b in pairwise(path) if a is not b]
+        assert len(moves) <= 1, f"{command.kind} moved the case along {moves}"
+        self.state = after
+        self.events.extend(events)
+        event(f"reached {after.step.value}")
+        if after.archived and not self.archive_checked:
+            self.archive_checked = True
+            self.check_archive_refuses_everything()
+
+    @staticmethod
+    def steps_of(state: CaseState, events: list[Event]) -> list[Step]:
+        steps = []
+        for e in events:
+            state = evolve(state, e)
+            steps.append(state.step)
+        return steps
+
+    def check_event(self, prev: CaseState, e: Event, cause: Event | None) -> CaseState:
+        """`e` folded into `prev`, checked; `cause` is the event before it in its batch."""
+        new = evolve(prev, e)
+        # 1. legal step transitions
+        if new.step is not prev.step:
+            assert e.type in MOVES.get((prev.step, new.step), set()), (
+                f"{e.type} moved the case from {prev.step.value} to {new.step.value}"
+            )
+        if isinstance(e, CaseArchived):
+            assert new.archived
+            legal = {
+                Outcome.COMPLETED: isinstance(cause, RevisitRecorded),
+                Outcome.WITHDRAWN: isinstance(cause, CaseWithdrawn),
+                Outcome.MERGED: isinstance(cause, CaseMerged),
+            }[e.outcome]
+            assert legal, f"archived as {e.outcome.value} in {prev.step.value} after {cause}"
+        # 6. the flag only gets worse
+        assert FLAGS.index(new.flag) >= FLAGS.index(prev.flag), (
+            f"{e.type} turned the flag from {prev.flag.value} to {new.flag.value}"
+        )
+        # 5. the level: set by dispatch, one rung up by escalation, cleared by a return
+        if isinstance(e, CaseDispatched):
+            assert prev.level is None and new.level is e.level
+        elif isinstance(e, CaseEscalated):
+            assert prev.level is not None and e.from_level is prev.level
+            assert e.to_level is prev.level.above() and new.level is e.to_level
+        elif isinstance(e, CaseReturned):
+            assert new.level is None
+        else:
+            assert new.level is prev.level, f"{e.type} moved the level"
+        assert new.escalation_count == prev.escalation_count + isinstance(e, CaseEscalated)
+        self.check_resolve_clock(prev, e, new)
+        return new
+
+    @staticmethod
+    def check_resolve_clock(prev: CaseState, e: Event, new: CaseState) -> None:
+        """5. The resolve clock's end moves only by dispatch, escalation, an approved
+        extension (later, by what was asked) or a reopen (a fresh clock from now)."""
+        old = prev.deadlines.get(Clock.RESOLVE)
+        cur = new.deadlines.get(Clock.RESOLVE)
+        if cur is not None:
+            assert cur.level is new.level, "the resolve clock runs at another level than the case"
+        if isinstance(e, CaseDispatched | CaseReopened):
+            assert cur is not None and cur.started_at == e.occurred_at
+        elif isinstance(e, CaseEscalated):
+            assert old is not None and cur is not None
+            assert cur.started_at == old.due_at and cur.due_at > old.due_at
+        elif isinstance(e, ExtensionDecided) and e.approved and old is not None:
+            assert prev.pending_extension is not None and cur is not None
+            assert cur.due_at == old.due_at + prev.pending_extension.extra > old.due_at
+        elif old is None:
+            assert cur is None, f"{e.type} started a resolve clock"
+        elif cur is None:
+            assert e.type in ("resolution_reported", "case_returned", "case_archived"), (
+                f"{e.type} stopped the resolve clock"
+            )
+        else:
+            assert cur.due_at == old.due_at and cur.started_at == old.started_at, (
+                f"{e.type} moved the resolve clock from {old.due_at} to {cur.due_at}"
+            )
+
+    def check_refusal(self, refusal: DomainError) -> None:
+        # 7. refusals name fields and reasons, never the reporter's data
+        message = str(refusal)
+        assert message
+        for secret in self.secrets:
+            assert secret not in message, f"the refusal quotes the reporter: {message!r}"
+
+    def check_archive_refuses_everything(self) -> None:
+        """2. Every command, from anyone who might have sent it, is refused; timers, at
+        once or much later, yield nothing."""
+        for name in COMMANDS:
+            for actor in {*INSIDERS[name], "community_admin", "system", "reporter"}:
+                command = self.command(name, actor, ARCHIVE_PAYLOADS[name])
+                try:
+                    decide(self.state, command, self.now, DEFAULT_POLICY)
+                except DomainError as refusal:
+                    self.check_refusal(refusal)
+                else:
+                    raise AssertionError(f"the archived case accepted {name} from {actor}")
+        for later in (timedelta(0), timedelta(days=1), timedelta(days=400)):
+            assert decide(self.state, CheckDeadlines(), self.now + later, DEFAULT_POLICY) == []
+        assert self.state.next_wake() is None
+
+    # ------------------------------------------------------------ the whole history
+
+    @invariant()
+    def history_replays(self) -> None:
+        events, state = self.events, self.state
+        # 4. seq 1..n, version == n
+        assert [e.seq for e in events] == list(range(1, len(events) + 1))
+        assert state.version == len(events)
+        # 3. the events fold to the same state, also after a JSON round trip
+        assert fold(events) == state
+        again = EVENT_LIST.validate_json(EVENT_LIST.dump_json(events))
+        assert again == events
+        assert fold(again) == state
+        # 5. the counters agree with the history
+        types = [e.type for e in events]
+        assert state.escalation_count == types.count("case_escalated")
+        assert state.reopen_count == types.count("case_reopened")
+        assert state.return_count == types.count("case_returned")
+        if state.archived:
+            assert state.deadlines == {} and state.pending_extension is None
+            assert types.count("case_archived") == 1 and types[-1] == "case_archived"
+
+
+def test_random_lives_of_a_case_keep_the_loop_s_invariants(
+    story: Callable[..., Story], actors: Actors, runner: Runner
+) -> None:
+    run_state_machine_as_test(lambda: CaseLife(story, actors, runner), settings=SETTINGS)
