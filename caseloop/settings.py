@@ -103,12 +103,14 @@ def data_dir() -> Path:
 
 def local_settings() -> Settings:
     """Settings for a client of the local `make run` stack: the environment, plus the
-    keys and token `make run` keeps in its data directory when the environment has none."""
+    keys, token and PostgreSQL URL `make run` keeps in its data directory when the
+    environment has none (the URL only while the stack runs)."""
     data = data_dir()
     env = dict(os.environ)
     for name, file in (
         ("CASE_ENCRYPTION_KEYS", "encryption-keys"),
         ("CASE_CODEC_TOKEN", "codec-token"),
+        ("DATABASE_URL", "database-url"),
     ):
         if not env.get(name) and (data / file).is_file():
             env[name] = (data / file).read_text(encoding="utf-8").strip()

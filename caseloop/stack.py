@@ -186,6 +186,8 @@ async def main_async(data: Path) -> None:
     database_url, pg = start_postgres(data)
     temporal = start_temporal(data)
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    url_file = data / "database-url"  # for casectl next to this stack (local_settings)
+    url_file.write_text(database_url, encoding="utf-8")
     try:
         children.append(
             (
@@ -220,6 +222,7 @@ async def main_async(data: Path) -> None:
                 through the codec server on http://localhost:{CODEC_PORT}. For the CLI:
                 export TEMPORAL_CODEC_ENDPOINT=http://localhost:{CODEC_PORT}
                 export TEMPORAL_CODEC_AUTH="Bearer $(cat {data}/codec-token)"
+  casectl:      .venv/bin/casectl list --flag red     (operators and auditors; see README)
   Stop:         Ctrl-C  (cases, timers and the database are kept in {data})
 """,
             flush=True,
@@ -230,6 +233,7 @@ async def main_async(data: Path) -> None:
         gone = next(name for name, p in everything if p.poll() is not None)
         raise SystemExit(f"[make run] the {gone} stopped; see its log in {data}")
     finally:
+        url_file.unlink(missing_ok=True)
         for name, proc in reversed(children):
             stop(proc, name)
         stop(temporal, "Temporal dev server")
