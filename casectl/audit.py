@@ -1,11 +1,241 @@
 """`casectl audit`: export histories, replay them against the code and the event store,
-verify the hash chains."""
+verify the hash chains (caseloop/audit.py does the checking)."""
 
 from __future__ import annotations
 
+import json
+import time
+from collections import defaultdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
 import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from temporalio.client import Client
+
+from activities.store import first_broken_link
+from casectl.main import CannotRun, Failed, database, run, settings, temporal
+from caseloop import audit as core
+from caseloop.client import data_converter
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
 
 
 @click.group()
 def audit() -> None:
     """Check from the event logs alone that the ledger tells what happened."""
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+        disable=not err.is_terminal,
+    )
+
+
+def _date(value: str | None, option: str) -> str | None:
+    if value is None:
+        return None
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise CannotRun(f"{option}: not a date or an ISO-8601 time: {value!r}") from None
+    if at.tzinfo is None:
+        raise CannotRun(f"{option}: give the offset, e.g. {value}T00:00:00+08:00")
+    return at.isoformat()
+
+
+def export_query(
+    cases: tuple[str, ...], query: str | None, since: str | None, until: str | None
+) -> str:
+    """The visibility query selecting the runs to export (every run of each case)."""
+    parts = ["WorkflowType = 'CaseWorkflow'"]
+    for case_id in cases:
+        if not core.is_case_id(case_id):
+            raise CannotRun(f"CASE: not a case id: {case_id!r}")
+    if cases:
+        parts.append("WorkflowId IN (" + ", ".join(f"'{c}'" for c in cases) + ")")
+    if since:
+        parts.append(f"StartTime >= '{since}'")
+    if until:
+        parts.append(f"StartTime < '{until}'")
+    if query:
+        parts.append(f"({query})")
+    return " AND ".join(parts)
+
+
+@audit.command("export")
+@click.argument("cases", nargs=-1)
+@click.option("--query", help="a Temporal visibility query, e.g. \"CaseOrgs = 'S-01'\"")
+@click.option("--since", help="cases opened at or after this time (ISO-8601 with offset)")
+@click.option("--until", help="cases opened before this time")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="folder to write into: one folder per case, one JSON history per run",
+)
+def export(
+    cases: tuple[str, ...], query: str | None, since: str | None, until: str | None, out_dir: Path
+) -> None:
+    """Write the Temporal histories of CASES (or of every case matching --query, --since,
+    --until; all cases when none is given) as Temporal JSON history files.
+
+    The payloads stay as the server holds them (encrypted when keys are configured): the
+    files can be handed to an auditor who holds the keys."""
+    visibility = export_query(cases, query, _date(since, "--since"), _date(until, "--until"))
+
+    async def work() -> None:
+        client = await temporal(settings())
+        total = (await client.count_workflows(visibility)).count
+        if total == 0:
+            raise CannotRun(f"no case matches: {visibility}")
+        written = await _export(client, visibility, total, out_dir)
+        out.print(f"exported {written} histories of {total} runs into {out_dir}")
+
+    run(work)
+
+
+async def _export(client: Client, visibility: str, total: int, out_dir: Path) -> int:
+    written = 0
+    with _progress() as progress:
+        task = progress.add_task("export", total=total)
+        async for execution in client.list_workflows(visibility):
+            handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
+            history = await handle.fetch_history()
+            folder = out_dir / execution.id
+            folder.mkdir(parents=True, exist_ok=True)
+            started = execution.start_time.strftime("%Y%m%dT%H%M%S.%fZ")
+            path = folder / f"{started}~{execution.run_id}.json"
+            tmp = path.with_suffix(".part")
+            tmp.write_text(history.to_json(), encoding="utf-8")
+            tmp.replace(path)  # a file that exists is complete
+            written += 1
+            progress.advance(task)
+    return written
+
+
+@audit.command("replay")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--no-db", is_flag=True, help="only replay (determinism), do not compare with PostgreSQL"
+)
+@click.option("--sandbox", is_flag=True, help="replay in the workflow sandbox (slower)")
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+def replay(paths: tuple[Path, ...], no_db: bool, sandbox: bool, as_json: bool) -> None:
+    """Replay the histories in PATHS (files or folders) against the current workflow code,
+    re-derive each case's domain events and compare them with its case_events rows and
+    hash chain. Exit status 1 on any failure or mismatch."""
+    s = settings()
+    try:
+        files = list(core.history_files(paths))
+        histories = [(str(f), core.load_history(f)) for f in files]
+    except ValueError as exc:
+        raise CannotRun(str(exc)) from None
+    if not histories:
+        raise CannotRun("no history files (*.json) in " + ", ".join(map(str, paths)))
+
+    async def work() -> dict[str, Any]:
+        pool = None if no_db else await database(s)
+        by_case: dict[str, list[core.Replayed]] = defaultdict(list)
+        began = time.perf_counter()
+        with _progress() as progress:
+            task = progress.add_task("replay", total=len(histories))
+            async for replayed in core.replay(
+                histories, data_converter(s.keyring), sandboxed=sandbox
+            ):
+                by_case[replayed.workflow_id].append(replayed)
+                progress.advance(task)
+        seconds = time.perf_counter() - began
+        results: list[core.CaseAudit] = []
+        if pool is None:
+            results = [core.audit_case(c, runs, None, s.keyring) for c, runs in by_case.items()]
+        else:
+            async with pool.acquire() as conn:
+                for case_id, runs in sorted(by_case.items()):
+                    rows = await core.stored_rows(conn, case_id)
+                    results.append(core.audit_case(case_id, runs, rows, s.keyring))
+            await pool.close()
+        return {
+            "cases": len(results),
+            "histories": len(histories),
+            "seconds": round(seconds, 3),
+            "histories_per_second": round(len(histories) / seconds, 1) if seconds else None,
+            "compared_with_database": pool is not None,
+            "problems": [
+                {"case_id": r.case_id, "seq": r.seq, "problem": r.problem}
+                for r in results
+                if r.problem is not None
+            ],
+        }
+
+    report = run(work)
+    if as_json:
+        out.print_json(json.dumps(report))
+    else:
+        against = "history and case_events" if report["compared_with_database"] else "history"
+        out.print(
+            f"{report['cases']} cases, {report['histories']} histories replayed in "
+            f"{report['seconds']} s ({report['histories_per_second']} per second), "
+            f"checked: {against}"
+        )
+        for p in report["problems"]:
+            at = f" at seq {p['seq']}" if p["seq"] is not None else ""
+            out.print(f"MISMATCH {p['case_id']}{at}: {p['problem']}")
+    if report["problems"]:
+        raise Failed(f"{len(report['problems'])} of {report['cases']} cases do not agree")
+    if not as_json:
+        out.print("clean: every history replays and agrees with the event store")
+
+
+@audit.command("verify-chain")
+@click.argument("cases", nargs=-1)
+def verify_chain(cases: tuple[str, ...]) -> None:
+    """Check the hash chain of every case in PostgreSQL (or of CASES) and name the first
+    row of each broken chain. Exit status 1 when one is broken."""
+    s = settings()
+
+    async def work() -> tuple[int, int, list[str]]:
+        pool = await database(s)
+        broken: list[str] = []
+        checked = rows_read = 0
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                ids = list(cases) or [
+                    r["case_id"]
+                    for r in await conn.fetch("SELECT DISTINCT case_id FROM case_events")
+                ]
+                with _progress() as progress:
+                    task = progress.add_task("verify", total=len(ids))
+                    for case_id in sorted(ids):
+                        rows = await core.stored_rows(conn, case_id)
+                        if not rows:
+                            raise CannotRun(f"no case {case_id} in case_events")
+                        checked += 1
+                        rows_read += len(rows)
+                        seq = first_broken_link(rows)
+                        if seq is not None:
+                            row = rows[seq - 1] if seq <= len(rows) else rows[-1]
+                            broken.append(
+                                f"{case_id}: first tampered row seq {seq} ({row['type']})"
+                            )
+                        progress.advance(task)
+        finally:
+            await pool.close()
+        return checked, rows_read, broken
+
+    checked, rows_read, broken = run(work)
+    for line in broken:
+        out.print("BROKEN " + line)
+    out.print(f"{checked} cases, {rows_read} events checked, {len(broken)} broken chains")
+    if broken:
+        raise Failed(f"{len(broken)} of {checked} hash chains are broken")
