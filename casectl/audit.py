@@ -146,22 +146,22 @@ def replay(paths: tuple[Path, ...], no_db: bool, sandbox: bool, as_json: bool) -
 
     async def work() -> dict[str, Any]:
         pool = None if no_db else await database(s)
-        by_case: dict[str, list[core.Replayed]] = defaultdict(list)
+        chains: dict[tuple[str, str], list[core.Replayed]] = defaultdict(list)
         began = time.perf_counter()
         with _progress() as progress:
             task = progress.add_task("replay", total=len(histories))
             async for replayed in core.replay(
                 histories, data_converter(s.keyring), sandboxed=sandbox
             ):
-                by_case[replayed.workflow_id].append(replayed)
+                chains[(replayed.workflow_id, replayed.chain)].append(replayed)
                 progress.advance(task)
         seconds = time.perf_counter() - began
         results: list[core.CaseAudit] = []
         if pool is None:
-            results = [core.audit_case(c, runs, None, s.keyring) for c, runs in by_case.items()]
+            results = [core.audit_case(c, runs, None, s.keyring) for (c, _), runs in chains.items()]
         else:
             async with pool.acquire() as conn:
-                for case_id, runs in sorted(by_case.items()):
+                for (case_id, _), runs in sorted(chains.items()):
                     rows = await core.stored_rows(conn, case_id)
                     results.append(core.audit_case(case_id, runs, rows, s.keyring))
             await pool.close()

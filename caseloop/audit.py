@@ -80,6 +80,7 @@ class Replayed:
 
     workflow_id: str
     run_id: str
+    chain: str  # the first run id of the case's chain of runs (continue-as-new)
     source: str
     started_at: str
     failure: str | None
@@ -129,10 +130,15 @@ def history_files(paths: Iterable[Path]) -> Iterator[Path]:
             raise ValueError(f"{path}: no such file or folder")
 
 
-def _first_attributes(history: WorkflowHistory) -> tuple[str, str]:
+def _first_attributes(history: WorkflowHistory) -> tuple[str, str, str]:
+    """(run id, first run id of its continue-as-new chain, start time)."""
     first = history.events[0]
     attrs = first.workflow_execution_started_event_attributes
-    return attrs.original_execution_run_id, first.event_time.ToJsonString()
+    return (
+        attrs.original_execution_run_id,
+        attrs.first_execution_run_id or attrs.original_execution_run_id,
+        first.event_time.ToJsonString(),
+    )
 
 
 async def replay(
@@ -197,7 +203,7 @@ async def _aiter(items: Iterable[WorkflowHistory]) -> AsyncIterator[WorkflowHist
 
 def _replayed(result: WorkflowReplayResult, source: str) -> Replayed:
     history = result.history
-    run_id, started_at = _first_attributes(history)
+    run_id, chain, started_at = _first_attributes(history)
     batches: list[EventBatch] = []
     for key in [k for k in _captured if k[0] == history.workflow_id]:
         batches.extend(_captured.pop(key))
@@ -206,6 +212,7 @@ def _replayed(result: WorkflowReplayResult, source: str) -> Replayed:
     return Replayed(
         workflow_id=history.workflow_id,
         run_id=run_id,
+        chain=chain,
         source=source,
         started_at=started_at,
         failure=None if failure is None else _failure_text(failure),

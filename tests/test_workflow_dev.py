@@ -51,7 +51,12 @@ async def until_opened(client: CaseClient, case_id: str) -> None:
     """Wait until the case has recorded its opening (the history is quiet again)."""
     for _ in range(100):
         types = await history_event_types(client, case_id)
-        if "EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES" in types:
+        # the opening recorded, and the workflow task after it completed
+        recorded = "EVENT_TYPE_ACTIVITY_TASK_COMPLETED"
+        if (
+            recorded in types
+            and "EVENT_TYPE_WORKFLOW_TASK_COMPLETED" in types[types.index(recorded) :]
+        ):
             return
         await asyncio.sleep(0.05)
     raise AssertionError("the case did not open")
@@ -183,7 +188,7 @@ async def test_bad_commands_are_refused_and_leave_no_trace(
         assert cause.type == "CommandRefused"
         assert "13800000000" not in cause.message
         after = await history_event_types(client, opened.case_id)
-        assert after == before
+        assert after == before, (before, after)
         assert not any("UPDATE" in t or "TASK_FAILED" in t for t in after)
         # the case still works
         await client.send(opened.case_id, *LIFECYCLE[0])

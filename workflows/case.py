@@ -21,6 +21,7 @@ from domain.commands import COMMANDS, CheckDeadlines, parse_command, parse_open_
 from domain.decider import decide, evolve, open_case
 from domain.errors import DomainError
 from domain.events import Event
+from domain.model import Frozen
 from domain.policy import DeadlinePolicy, format_duration
 from domain.state import CaseRecord, CaseState, CaseSummary, record, summary
 from workflows.search import search_updates
@@ -40,6 +41,23 @@ _RECORD_RETRY = RetryPolicy(
     non_retryable_error_types=[CHAIN_CONFLICT],
 )
 _MIN_TIMER = timedelta(seconds=1)
+# Updates handled by one run before it continues as new: well under the server's limit
+# of 2,000 per run (the history-length limit is watched by the server's suggestion).
+UPDATES_PER_RUN = 1000
+# Command ids carried into the next run, so a retried command is still applied once.
+_APPLIED_CARRIED = 2000
+
+# Versioning (README "Changing the workflow"): each id marks one change of the commands
+# the workflow emits; histories recorded before it replay through the old branch.
+PATCH_POLICY_LOCAL = "policy-as-local-activity"
+
+
+class Continued(Frozen):
+    """The input of a run that continues a case: everything the next run needs."""
+
+    state: CaseState
+    policy: DeadlinePolicy
+    applied: list[str]  # the latest command ids (update ids) applied
 
 
 def _command_update(name: str) -> Any:
@@ -65,7 +83,9 @@ class CaseWorkflow:
         self._state: CaseState | None = None
         self._policy: DeadlinePolicy | None = None
         self._events: list[Event] = []
-        self._applied: set[str] = set()  # command ids (update ids) already applied
+        # command ids (update ids) already applied, oldest first
+        self._applied: dict[str, None] = {}
+        self._updates_this_run = 0
         self._lock = asyncio.Lock()
 
     # ------------------------------------------------------------------ the loop
@@ -74,16 +94,43 @@ class CaseWorkflow:
     async def run(self, payload: Any) -> CaseRecord:
         # Any, not a model or a dict: input the SDK cannot decode into the declared type
         # would fail the workflow task and retry forever (DESIGN.md §2); refused here instead.
+        # Only a run the server started by continue-as-new may take a carried state;
+        # a client cannot start one with a state of its making.
+        if workflow.info().continued_run_id is not None:
+            self._resume(Continued.model_validate(payload["continued"]))
+        else:
+            await self._open(payload)
+
+        while not self._ready.archived:
+            await self._wait_for_change_or_deadline()
+            if self._should_continue_as_new():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                if not self._ready.archived:
+                    workflow.continue_as_new({"continued": self._continued()})
+
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return record(self._ready)
+
+    async def _open(self, payload: Any) -> None:
         try:
             case = parse_open_case(payload)
         except DomainError as exc:
             raise ApplicationError(str(exc), type=INVALID_INPUT, non_retryable=True) from None
-        self._policy = await workflow.execute_activity(
-            LOAD_POLICY,
-            start_to_close_timeout=_POLICY_TIMEOUT,
-            result_type=DeadlinePolicy,
-            summary="load the deadline policy",
-        )
+        if workflow.patched(PATCH_POLICY_LOCAL):
+            # a local activity: no round trip through the server, three history events fewer
+            self._policy = await workflow.execute_local_activity(
+                LOAD_POLICY,
+                start_to_close_timeout=_POLICY_TIMEOUT,
+                result_type=DeadlinePolicy,
+                summary="load the deadline policy",
+            )
+        else:
+            self._policy = await workflow.execute_activity(
+                LOAD_POLICY,
+                start_to_close_timeout=_POLICY_TIMEOUT,
+                result_type=DeadlinePolicy,
+                summary="load the deadline policy",
+            )
         async with self._lock:
             try:
                 opened = open_case(workflow.info().workflow_id, case, workflow.now(), self._policy)
@@ -91,11 +138,29 @@ class CaseWorkflow:
                 raise ApplicationError(str(exc), type=INVALID_INPUT, non_retryable=True) from None
             await self._commit(opened, None)
 
-        while not self._ready.archived:
-            await self._wait_for_change_or_deadline()
+    # ------------------------------------------------------------------ continue-as-new
 
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        return record(self._ready)
+    def _should_continue_as_new(self) -> bool:
+        """Before the run nears Temporal's limits (history length and size, as the server
+        suggests; updates per run), the case goes on in a new run with its state."""
+        return (
+            workflow.info().is_continue_as_new_suggested()
+            or self._updates_this_run >= UPDATES_PER_RUN
+        )
+
+    def _continued(self) -> dict[str, Any]:
+        carried = Continued(
+            state=self._ready,
+            policy=self._policy_,
+            applied=list(self._applied)[-_APPLIED_CARRIED:],
+        )
+        return carried.model_dump(mode="json")
+
+    def _resume(self, carried: Continued) -> None:
+        self._state = carried.state
+        self._policy = carried.policy
+        self._applied = dict.fromkeys(carried.applied)
+        workflow.set_current_details(details(carried.state, carried.policy))
 
     async def _wait_for_change_or_deadline(self) -> None:
         state = self._ready
@@ -142,6 +207,7 @@ class CaseWorkflow:
             raise ApplicationError(str(exc), type=COMMAND_REFUSED, non_retryable=True) from None
         info = workflow.current_update_info()
         command_id = info.id if info is not None else None
+        self._updates_this_run += 1
         await workflow.wait_condition(lambda: self._state is not None)
         async with self._lock:
             if command_id is None or command_id not in self._applied:
@@ -195,7 +261,7 @@ class CaseWorkflow:
         self._state = state
         self._events.extend(stamped)
         if command_id is not None:
-            self._applied.add(command_id)
+            self._applied[command_id] = None
         updates = search_updates(state, before)
         if updates:
             workflow.upsert_search_attributes(updates)
@@ -219,6 +285,8 @@ class CaseWorkflow:
 
     @workflow.query(name="events")
     def events(self) -> list[Event]:
+        """The domain events of this run (a case that continued as new starts a run with
+        its state, not its events: all of them are in case_events)."""
         return self._events
 
     # ------------------------------------------------------------------ updates

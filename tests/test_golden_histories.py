@@ -1,0 +1,102 @@
+"""Golden histories: lifecycles recorded by earlier generations of the workflow code
+(tests/golden/v*/), replayed against today's code. A change that would break running
+cases fails here; record.py in that folder says how a new generation is added."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import temporalio.workflow
+from temporalio.worker import Replayer
+
+from caseloop.audit import Replayed, history_files, load_history, replay
+from caseloop.client import data_converter
+from caseloop.crypto import Keyring
+from worker import SANDBOX
+from workflows.case import PATCH_POLICY_LOCAL, CaseWorkflow
+
+GOLDEN = Path(__file__).parent / "golden"
+CONVERTER = data_converter(Keyring.parse((GOLDEN / "keyring.txt").read_text().strip()))
+FILES = list(history_files([GOLDEN]))
+LIFECYCLES = ("plain", "reopened", "escalated", "withdrawn")
+
+
+def test_every_generation_holds_every_lifecycle() -> None:
+    generations = sorted({f.parent.name for f in FILES})
+    assert generations[:2] == ["v1", "v2"]
+    for generation in generations:
+        names = sorted(f.stem.rsplit("-", 1)[1] for f in FILES if f.parent.name == generation)
+        assert names == sorted(LIFECYCLES), generation
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: f"{p.parent.name}-{p.stem.rsplit('-')[-1]}")
+async def test_golden_history_replays_in_the_worker_sandbox(path: Path) -> None:
+    replayer = Replayer(workflows=[CaseWorkflow], data_converter=CONVERTER, workflow_runner=SANDBOX)
+    result = await replayer.replay_workflow(load_history(path), raise_on_replay_failure=False)
+    assert result.replay_failure is None, result.replay_failure
+
+
+async def replayed(paths: list[Path]) -> dict[str, Replayed]:
+    found = {}
+    async for r in replay([(str(p), load_history(p)) for p in paths], CONVERTER):
+        found[f"{Path(r.source).parent.name}-{r.workflow_id.rsplit('-', 1)[1]}"] = r
+    return found
+
+
+async def test_replay_derives_the_domain_events_of_each_lifecycle() -> None:
+    found = await replayed(FILES)
+    for key, r in found.items():
+        types = [e.type for e in r.events]
+        assert r.failure is None and r.closed, key
+        assert [e.seq for e in r.events] == list(range(1, len(types) + 1)), key
+        assert types[0] == "case_opened" and types[-1] == "case_archived", key
+        assert all(e.policy_version for e in r.events if hasattr(e, "policy_version")), key
+    for generation in ("v1", "v2"):
+        assert [e.type for e in found[f"{generation}-escalated"].events].count(
+            "case_escalated"
+        ) == 2
+        assert "case_reopened" in [e.type for e in found[f"{generation}-reopened"].events]
+        assert "case_withdrawn" in [e.type for e in found[f"{generation}-withdrawn"].events]
+    # two generations of code derived the same events from the same commands
+    for lifecycle in LIFECYCLES:
+        v1, v2 = found[f"v1-{lifecycle}"].events, found[f"v2-{lifecycle}"].events
+        assert [e.type for e in v1] == [e.type for e in v2]
+
+
+@pytest.fixture
+def patch_forced(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The change deployed without its `workflow.patched` guard: the new branch always."""
+    real = temporalio.workflow.patched
+    monkeypatch.setattr(
+        temporalio.workflow, "patched", lambda id, **kw: id == PATCH_POLICY_LOCAL or real(id)
+    )
+    yield
+
+
+async def test_the_change_without_its_patch_breaks_running_cases(patch_forced: None) -> None:
+    """v1 histories loaded the policy with a remote activity: code that always takes the
+    local-activity branch is caught as non-deterministic, each history named."""
+    found = await replayed([f for f in FILES if f.parent.name == "v1"])
+    assert sorted(found) == sorted(f"v1-{name}" for name in LIFECYCLES)
+    for key, r in found.items():
+        assert r.failure is not None and "Nondeterminism" in r.failure, key
+        assert r.events == [], key
+
+
+@pytest.fixture
+def patch_removed(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The patch removed too early: the old branch only."""
+    real = temporalio.workflow.patched
+    monkeypatch.setattr(
+        temporalio.workflow, "patched", lambda id, **kw: id != PATCH_POLICY_LOCAL and real(id)
+    )
+    yield
+
+
+async def test_removing_the_new_branch_breaks_newer_cases(patch_removed: None) -> None:
+    found = await replayed([f for f in FILES if f.parent.name == "v2"])
+    assert all(r.failure is not None and "Nondeterminism" in r.failure for r in found.values())
+    older = await replayed([f for f in FILES if f.parent.name == "v1"])
+    assert all(r.failure is None for r in older.values())
