@@ -18,6 +18,7 @@ import click
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.db import create_pool
 from caseloop.client import CaseClient, connect
 from caseloop.settings import Settings, SettingsError, local_settings
 
@@ -61,9 +62,7 @@ async def database(s: Settings) -> asyncpg.Pool:
     if s.database_url is None:
         raise CannotRun("DATABASE_URL is not set (and no `make run` stack was found)")
     try:
-        pool: asyncpg.Pool = await asyncio.wait_for(
-            asyncpg.create_pool(s.database_url, min_size=1, max_size=4), timeout=10
-        )
+        pool = await asyncio.wait_for(create_pool(s.database_url, max_size=4), timeout=10)
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
         raise CannotRun(f"cannot reach PostgreSQL (DATABASE_URL): {exc}") from None
     return pool

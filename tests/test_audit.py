@@ -1,0 +1,271 @@
+"""The audit trail end to end on a Temporal dev server that suggests continue-as-new
+early (after 60 history events), so every lifecycle here spans several runs: cases go on
+across runs with their state, and `casectl audit` exports every run, replays the chain
+against the code and PostgreSQL, and catches a tampered row."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from caseloop.client import CaseClient
+from domain.model import Step
+from support import BIN, CONVERTER, KEYS, LIFECYCLE, RESIDENT, report
+from worker import register_search_attributes
+
+MakeWorker = Callable[[Client], Worker]
+
+
+@pytest_asyncio.fixture(scope="module")
+async def can_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(BIN / "temporal"),
+        data_converter=CONVERTER,
+        ui=False,
+        dev_server_log_level="error",
+        dev_server_extra_args=[
+            "--dynamic-config-value",
+            "limit.historyCount.suggestContinueAsNew=60",
+        ],
+    )
+    await register_search_attributes(env.client, "default")
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+def cli_env(can_env: WorkflowEnvironment, pg_url: str, tmp_path: Path) -> dict[str, str]:
+    return {
+        "PATH": os.environ["PATH"],
+        "TEMPORAL_ADDRESS": can_env.client.service_client.config.target_host,
+        "CASE_ENCRYPTION_KEYS": KEYS,
+        "DATABASE_URL": pg_url,
+        "CASELOOP_DATA": str(tmp_path / "no-stack"),  # no local `make run` settings
+    }
+
+
+async def casectl(env: dict[str, str], *args: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        str(BIN / "casectl"),
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode()
+
+
+async def runs_of(client: Client, case_id: str) -> list[str]:
+    return [e.run_id async for e in client.list_workflows(f"WorkflowId = '{case_id}'")]
+
+
+async def lifecycle(client: CaseClient, ref: str) -> str:
+    opened = await client.open_case(report(ref))
+    for name, payload in LIFECYCLE[:5]:
+        await client.send(opened.case_id, name, payload, command_id=f"{ref}-{name}")
+    rejected = {"actor": RESIDENT, "accepted": False, "satisfaction": "unsatisfied"}
+    await client.send(opened.case_id, "record_feedback", rejected, command_id=f"{ref}-no")
+    await client.send(opened.case_id, *LIFECYCLE[4], command_id=f"{ref}-again")
+    for name, payload in LIFECYCLE[5:]:
+        await client.send(opened.case_id, name, payload, command_id=f"{ref}-{name}")
+    return opened.case_id
+
+
+async def test_a_case_continues_as_new_with_its_state_and_command_ids(
+    can_env: WorkflowEnvironment, case_worker: MakeWorker, task_queue: str, pool: asyncpg.Pool
+) -> None:
+    client = CaseClient(can_env.client, task_queue)
+    async with case_worker(can_env.client):
+        opened = await client.open_case(report())
+        case_id = opened.case_id
+        for name, payload in LIFECYCLE[:5]:
+            await client.send(case_id, name, payload, command_id=f"{case_id}-{name}")
+        assert len(await runs_of(can_env.client, case_id)) >= 2
+        # a command retried after the case moved to a new run is applied once
+        repeated = await client.send(
+            case_id, *LIFECYCLE[4], command_id=f"{case_id}-report_resolution"
+        )
+        assert repeated.step is Step.FEEDBACK
+        state = await client.state(case_id)
+        assert state.step is Step.FEEDBACK and state.version == 6
+        for name, payload in LIFECYCLE[5:]:
+            await client.send(case_id, name, payload, command_id=f"{case_id}-{name}")
+        archived = await client.result(case_id)
+    assert archived.outcome is not None and archived.on_time
+    rows = await pool.fetch(
+        "SELECT seq, type, run_id, command_id FROM case_events WHERE case_id = $1 ORDER BY seq",
+        case_id,
+    )
+    assert [r["seq"] for r in rows] == list(range(1, len(rows) + 1))
+    assert [r["type"] for r in rows].count("resolution_reported") == 1
+    assert len({r["run_id"] for r in rows}) >= 2  # recorded by more than one run
+    assert rows[-1]["type"] == "case_archived"
+
+
+async def test_audit_exports_replays_and_catches_tampering(
+    can_env: WorkflowEnvironment,
+    case_worker: MakeWorker,
+    task_queue: str,
+    pool: asyncpg.Pool,
+    cli_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    client = CaseClient(can_env.client, task_queue)
+    async with case_worker(can_env.client):
+        case_ids = [await lifecycle(client, f"audit-{i}-{tmp_path.name[-6:]}") for i in (1, 2)]
+        # a case still open is exported as far as it got
+        open_case = (await client.open_case(report())).case_id
+        await client.send(open_case, *LIFECYCLE[0])
+    runs = {c: await runs_of(can_env.client, c) for c in case_ids}
+    assert all(len(r) >= 2 for r in runs.values()), runs
+    out = tmp_path / "export"
+
+    code, text = await casectl(cli_env, "audit", "export", *case_ids, open_case, "--out", str(out))
+    assert code == 0, text
+    total = sum(len(r) for r in runs.values()) + 1
+    assert f"exported {total} histories" in text
+    for case_id in case_ids:
+        assert len(list((out / case_id).glob("*.json"))) == len(runs[case_id])
+
+    code, text = await casectl(cli_env, "audit", "replay", str(out), "--json")
+    assert code == 0, text
+    report_ = json.loads(text)
+    assert report_["cases"] == 3 and report_["histories"] == total
+    assert report_["compared_with_database"] and report_["problems"] == []
+
+    code, text = await casectl(cli_env, "audit", "verify-chain", *case_ids)
+    assert code == 0 and "0 broken chains" in text, text
+
+    # tamper with one row: the resolution summary of the first case
+    victim = case_ids[0]
+    seq = await pool.fetchval(
+        "SELECT min(seq) FROM case_events WHERE case_id = $1 AND type = 'resolution_reported'",
+        victim,
+    )
+    original = await pool.fetchval(
+        "SELECT payload FROM case_events WHERE case_id = $1 AND seq = $2", victim, seq
+    )
+    forged = {**original, "summary": "已解决 (forged)"}
+    await pool.execute(
+        "UPDATE case_events SET payload = $3 WHERE case_id = $1 AND seq = $2", victim, seq, forged
+    )
+    try:
+        code, text = await casectl(cli_env, "audit", "verify-chain", *case_ids)
+        assert code == 1, text
+        assert f"{victim}: first tampered row seq {seq} (resolution_reported)" in text
+        assert "1 broken chains" in text
+        code, text = await casectl(cli_env, "audit", "replay", str(out))
+        assert code == 1, text
+        assert f"MISMATCH {victim} at seq {seq}" in text
+        assert case_ids[1] not in text
+        # a forged row with a recomputed chain is still caught by the replay
+        await _rechain(pool, victim)
+        code, text = await casectl(cli_env, "audit", "verify-chain", victim)
+        assert code == 0, text
+        code, text = await casectl(cli_env, "audit", "replay", str(out / victim))
+        assert code == 1 and f"at seq {seq}" in text and "other content" in text, text
+    finally:
+        await pool.execute(
+            "UPDATE case_events SET payload = $3 WHERE case_id = $1 AND seq = $2",
+            victim,
+            seq,
+            original,
+        )
+        await _rechain(pool, victim)
+    code, text = await casectl(cli_env, "audit", "replay", str(out / victim))
+    assert code == 0, text
+
+
+async def _rechain(pool: asyncpg.Pool, case_id: str) -> None:
+    """What a forger with database access would do: recompute every hash after a change."""
+    from activities.store import GENESIS, event_hash
+
+    prev = GENESIS
+    rows = await pool.fetch(
+        "SELECT seq, type, payload FROM case_events WHERE case_id = $1 ORDER BY seq", case_id
+    )
+    for row in rows:
+        payload: dict[str, Any] = row["payload"]
+        digest = event_hash(prev, case_id, row["seq"], row["type"], payload["occurred_at"], payload)
+        await pool.execute(
+            "UPDATE case_events SET prev_hash = $3, hash = $4 WHERE case_id = $1 AND seq = $2",
+            case_id,
+            row["seq"],
+            prev,
+            digest,
+        )
+        prev = digest
+
+
+async def test_a_history_shown_by_the_temporal_cli_replays(
+    can_env: WorkflowEnvironment,
+    case_worker: MakeWorker,
+    task_queue: str,
+    cli_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    client = CaseClient(can_env.client, task_queue)
+    async with case_worker(can_env.client):
+        opened = await client.open_case(report())
+        await client.send(opened.case_id, *LIFECYCLE[0])
+        await client.send(opened.case_id, "withdraw", {"actor": RESIDENT, "reason": "已解决"})
+        await client.result(opened.case_id)
+    path = tmp_path / f"{opened.case_id}.json"
+    proc = await asyncio.create_subprocess_exec(
+        str(BIN / "temporal"),
+        "workflow",
+        "show",
+        "--workflow-id",
+        opened.case_id,
+        "--output",
+        "json",
+        "--address",
+        cli_env["TEMPORAL_ADDRESS"],
+        stdout=asyncio.subprocess.PIPE,
+    )
+    shown, _ = await proc.communicate()
+    assert proc.returncode == 0
+    path.write_bytes(shown)
+    code, text = await casectl(cli_env, "audit", "replay", str(path))
+    assert code == 0 and "1 cases, 1 histories" in text and "history and case_events" in text, text
+
+
+async def test_audit_errors_are_one_line_and_exit_2(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    broken = tmp_path / "case-hotline_12345-x.json"
+    broken.write_text('{"events": [\n  {"eventId": "1",\n}', encoding="utf-8")
+    code, text = await casectl(cli_env, "audit", "replay", str(broken))
+    assert code == 2 and "not JSON (line 3, column 1)" in text, text
+    anonymous = tmp_path / "history.json"
+    anonymous.write_text('{"events": []}', encoding="utf-8")
+    code, text = await casectl(cli_env, "audit", "replay", str(anonymous))
+    assert code == 2 and "cannot tell the case id" in text, text
+    code, text = await casectl(cli_env, "audit", "replay", str(tmp_path / "missing"))
+    assert code == 2 and "no such file or folder" in text, text
+    code, text = await casectl(
+        cli_env, "audit", "export", "case-visit-nothing-here", "--out", str(tmp_path / "o")
+    )
+    assert code == 2 and "no case matches" in text, text
+    code, text = await casectl(cli_env, "audit", "export", "--since", "2026-11-01", "--out", "x")
+    assert code == 2 and "--since: give the offset" in text, text
+    no_db = {**cli_env, "DATABASE_URL": "postgresql://nobody@/none?host=/nonexistent"}
+    code, text = await casectl(no_db, "audit", "verify-chain")
+    assert code == 2 and "cannot reach PostgreSQL (DATABASE_URL)" in text, text
+    no_temporal = {**cli_env, "TEMPORAL_ADDRESS": "localhost:1"}
+    code, text = await casectl(no_temporal, "audit", "export", "--out", str(tmp_path / "o"))
+    assert code == 2 and "cannot reach Temporal at localhost:1" in text, text
+    assert "Traceback" not in text
