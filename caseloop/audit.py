@@ -11,6 +11,7 @@ row, that PostgreSQL holds what the history says happened.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -39,6 +40,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.contract import RECORD_EVENTS, EventBatch
 from activities.store import GENESIS, Connection, event_hash, first_broken_link, stored_payload
+from caseloop.client import data_converter
 from caseloop.crypto import Keyring
 from domain.events import Event
 from domain.model import CASE_ID_PATTERN
@@ -92,21 +94,21 @@ def is_case_id(value: str) -> bool:
     return _CASE_ID.fullmatch(value) is not None
 
 
-def load_history(path: Path, workflow_id: str | None = None) -> WorkflowHistory:
-    """A Temporal JSON history (`casectl audit export` or `temporal workflow show -o json`).
+def case_id_of(path: Path) -> str:
+    """The case id of a history file, which a history does not carry: from the file name
+    (`<case id>.json`), else from the folder (`<case id>/<run>.json`)."""
+    for candidate in (path.stem, path.parent.name):
+        if is_case_id(candidate):
+            return candidate
+    raise ValueError(
+        f"{path}: cannot tell the case id; name the file <case id>.json "
+        "or put it in a folder named after the case"
+    )
 
-    The workflow id is the case id, which a history does not carry: taken from the file
-    name (`<case id>.json`), else from the folder (`<case id>/<run>.json`)."""
-    if workflow_id is None:
-        for candidate in (path.stem.split("~")[0], path.parent.name):
-            if is_case_id(candidate):
-                workflow_id = candidate
-                break
-        else:
-            raise ValueError(
-                f"{path}: cannot tell the case id; name the file <case id>.json "
-                "or put it in a folder named after the case"
-            )
+
+def load_history(path: Path) -> WorkflowHistory:
+    """A Temporal JSON history (`casectl audit export` or `temporal workflow show -o json`)."""
+    workflow_id = case_id_of(path)
     try:
         text = path.read_text(encoding="utf-8")
         data = json.loads(text)
@@ -168,6 +170,18 @@ async def replay(
     async with replayer.workflow_replay_iterator(_aiter(feed())) as results:
         async for result in results:
             yield _replayed(result, sources[result.history.workflow_id].pop(0))
+
+
+def replay_files(
+    paths: Sequence[Path], keyring: Keyring | None, sandboxed: bool = False
+) -> list[Replayed]:
+    """Load and replay history files (one process's share of a parallel audit)."""
+
+    async def work() -> list[Replayed]:
+        histories = ((str(p), load_history(p)) for p in paths)
+        return [r async for r in replay(histories, data_converter(keyring), sandboxed=sandboxed)]
+
+    return asyncio.run(work())
 
 
 def _quiet_runtime() -> Runtime:
