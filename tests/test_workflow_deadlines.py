@@ -110,3 +110,22 @@ async def test_case_resolved_in_time_never_escalates(
     assert state.step is Step.FEEDBACK and state.escalation_count == 0
     assert state.flag is Flag.GREEN and state.deadlines == {}
     assert record.on_time and record.escalation_count == 0 and record.final_level is Level.COMMUNITY
+
+
+def test_timer_summaries_name_the_wake_and_the_local_due_time() -> None:
+    from datetime import UTC, datetime
+
+    from domain.model import Severity
+    from workflows.case import timer_summary
+
+    start = datetime(2026, 11, 23, 1, 30, tzinfo=UTC)  # 09:30 in Asia/Shanghai
+    d = P.deadline(Clock.RESOLVE, Level.COMMUNITY, Severity.MAJOR, start)
+    label = "resolve: major matter, community level, 3 days"
+    assert (
+        timer_summary(d.warn_at, d, P) == f"warning before deadline {label}, due 2026-11-26 09:30"
+    )
+    assert timer_summary(d.due_at, d, P) == f"deadline {label}, due 2026-11-26 09:30"
+    breached = d.model_copy(update={"breached": True, "remind_at": d.due_at + DAY})
+    assert timer_summary(d.due_at + DAY, breached, P) == (
+        f"reminder: deadline {label}, overdue since 2026-11-26 09:30"
+    )

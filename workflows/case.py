@@ -22,7 +22,7 @@ from domain.decider import decide, evolve, open_case
 from domain.errors import DomainError
 from domain.events import Event
 from domain.model import Frozen
-from domain.policy import DeadlinePolicy, format_duration
+from domain.policy import Deadline, DeadlinePolicy, format_duration
 from domain.state import CaseRecord, CaseState, CaseSummary, record, summary
 from workflows.search import search_updates
 
@@ -170,7 +170,7 @@ class CaseWorkflow:
         if wake is not None:
             at, clock = wake
             timeout = max(at - workflow.now(), _MIN_TIMER)
-            summary_text = f"deadline {clock.label}"
+            summary_text = timer_summary(at, clock, self._policy_)
         version = state.version
         try:
             await workflow.wait_condition(
@@ -307,6 +307,16 @@ class CaseWorkflow:
     add_note = _command_update("add_note")
     withdraw = _command_update("withdraw")
     merge_into = _command_update("merge_into")
+
+
+def timer_summary(at: datetime, deadline: Deadline, policy: DeadlinePolicy) -> str:
+    """What a timer waits for, as the UI shows it on the timer (local office time)."""
+    due = policy.local(deadline.due_at).strftime("%Y-%m-%d %H:%M")
+    if deadline.breached:
+        return f"reminder: deadline {deadline.label}, overdue since {due}"
+    if at < deadline.due_at:
+        return f"warning before deadline {deadline.label}, due {due}"
+    return f"deadline {deadline.label}, due {due}"
 
 
 def details(state: CaseState, policy: DeadlinePolicy) -> str:

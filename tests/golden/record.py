@@ -64,9 +64,7 @@ async def escalated(client: CaseClient, env: WorkflowEnvironment, case_id: str) 
     dispatch = {"actor": COMMUNITY_ADMIN, "severity": "major", "handling_class": "joint"}
     await client.send(case_id, "dispatch", dispatch, command_id=f"{case_id}-dispatch")
     await client.send(case_id, "claim", {"actor": GRID_WORKER}, command_id=f"{case_id}-claim")
-    await client.send(
-        case_id, "check_in", {"actor": GRID_WORKER}, command_id=f"{case_id}-check-in"
-    )
+    await client.send(case_id, "check_in", {"actor": GRID_WORKER}, command_id=f"{case_id}-check-in")
     # community 3 days, street 5 days, district 5 days: red, then one daily reminder
     await env.sleep(14 * DAY + timedelta(hours=1))
     steps: list[tuple[str, dict[str, Any]]] = [
@@ -123,9 +121,7 @@ async def record_all(out: Path) -> None:
                     opened = await client.open_case(report(f"golden-{name}"))
                     await lifecycle(client, env, opened.case_id)
                     await client.result(opened.case_id)
-                    history = await env.client.get_workflow_handle(
-                        opened.case_id
-                    ).fetch_history()
+                    history = await env.client.get_workflow_handle(opened.case_id).fetch_history()
                     path = out / f"{opened.case_id}.json"
                     path.write_text(history.to_json(), encoding="utf-8")
                     print(f"{path}: {len(history.events)} events", flush=True)
