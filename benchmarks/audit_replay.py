@@ -88,6 +88,8 @@ async def main(cases: int, jobs: int, out: Path | None, keep: Path | None) -> No
             export_dir = keep or Path(tmp) / "export"
             code, text = await casectl(cli, "audit", "export", "--out", str(export_dir))
             assert code == 0, text
+            if keep:  # the benchmark's own throwaway keys, to replay the export again
+                (keep / "keys.txt").write_text(KEYS, encoding="utf-8")
             code, text = await casectl(
                 cli, "audit", "replay", str(export_dir), "--json", "--jobs", str(jobs)
             )
