@@ -10,8 +10,10 @@ case).
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn, TypeVar
+from typing import NoReturn, TypeVar
 
 import asyncpg
 import click
@@ -93,14 +95,20 @@ def cli() -> None:
     """Operate and audit grievance cases (Temporal and PostgreSQL, from the environment)."""
 
 
-def main(argv: list[str] | None = None) -> Any:
+def main(argv: list[str] | None = None) -> NoReturn:
     from casectl.audit import audit
+    from casectl.cases import register
 
     cli.add_command(audit)
+    register(cli)
+    code: str | int | None = 0
     try:
-        from casectl.cases import register
-    except ImportError:
-        pass
-    else:
-        register(cli)
-    return cli.main(args=argv, prog_name="casectl")
+        cli.main(args=argv, prog_name="casectl")
+    except SystemExit as exc:
+        code = exc.code
+    # Leave without interpreter finalization: the Temporal bridge's threads can abort it
+    # ("PyGILState_Release ... finalizing", temporalio/sdk-python#300), exit status -6
+    # after a command that succeeded.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code if isinstance(code, int) else 1 if code else 0)
