@@ -112,7 +112,7 @@ async def main(cases: int, jobs: int, out: Path | None, keep: Path | None) -> No
         f" with case_events: {replay['histories_per_second']} per second ({jobs} job(s))"
     )
     if out:
-        out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        await asyncio.to_thread(out.write_text, json.dumps(result, indent=2) + "\n", "utf-8")
 
 
 if __name__ == "__main__":

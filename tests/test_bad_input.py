@@ -535,7 +535,14 @@ async def assert_opened(
     assert (await handle.describe()).status is WorkflowExecutionStatus.RUNNING
     names = [name for name, _ in await history_events(env, case_id)]
     assert "EVENT_TYPE_WORKFLOW_TASK_FAILED" not in names
+    # the row is written before the workflow's next task takes the state in: poll
     state = await CaseClient(env.client, "").state(case_id)
+    for _ in range(100):
+        if state is not None:
+            break
+        await asyncio.sleep(0.05)
+        state = await CaseClient(env.client, "").state(case_id)
+    assert state is not None
     assert state.case.title == expected["title"].strip()
     assert state.case.description == expected["description"].strip()
 
