@@ -6,8 +6,9 @@ hash chain and writes nothing twice."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -45,18 +46,39 @@ def event_hash(
     return hashlib.sha256(bytes.fromhex(prev_hash) + body).hexdigest()
 
 
-def stored_payload(event: EventBase, case_id: str, keyring: Keyring | None) -> dict[str, Any]:
-    """The event as written to `case_events.payload`: its JSON, with the personal fields
-    sealed when keys are configured (deterministically, so a retry writes the same)."""
-    payload = event_payload(event)
-    if keyring is None:
-        return payload
+def _personal(payload: dict[str, Any]) -> Iterator[tuple[dict[str, Any], str]]:
+    """(parent object, field name) of each personal field present in an event payload."""
     for path in PERSONAL_FIELDS.get(str(payload["type"]), ()):
         parent: Any = payload
         for part in path[:-1]:
             parent = parent.get(part) if isinstance(parent, dict) else None
         if isinstance(parent, dict) and parent.get(path[-1]) is not None:
-            parent[path[-1]] = {"sealed": keyring.seal(parent[path[-1]], case_id)}
+            yield parent, path[-1]
+
+
+def stored_payload(event: EventBase, case_id: str, keyring: Keyring | None) -> dict[str, Any]:
+    """The event as written to `case_events.payload`: its JSON, with the personal fields
+    sealed when keys are configured (deterministically, so a retry writes the same)."""
+    payload = event_payload(event)
+    if keyring is not None:
+        for parent, name in _personal(payload):
+            parent[name] = {"sealed": keyring.seal(parent[name], case_id)}
+    return payload
+
+
+def unsealed_payload(
+    stored: dict[str, Any], case_id: str, keyring: Keyring | None
+) -> dict[str, Any]:
+    """A stored payload with its sealed personal fields opened: the event's JSON again.
+    Rows written without keys (or before sealing existed) hold them in clear already.
+    Raises ValueError when a field is sealed and no key opens it."""
+    payload = copy.deepcopy(stored)
+    for parent, name in _personal(payload):
+        value = parent[name]
+        if isinstance(value, dict) and set(value) == {"sealed"}:
+            if keyring is None:
+                raise ValueError("personal data is sealed: CASE_ENCRYPTION_KEYS is needed")
+            parent[name] = keyring.unseal(value["sealed"], case_id)
     return payload
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import unicodedata
 import uuid
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from enum import Enum
 from typing import IO, Any
 
 import click
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -52,7 +54,10 @@ from workflows.search import (
     REOPEN_COUNT,
 )
 
-out = Console(highlight=False, markup=False, soft_wrap=True)
+# A pipe gets whole lines (rich would cut tables to 80 columns); a terminal its width.
+out = Console(
+    highlight=False, markup=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160
+)
 err = Console(stderr=True, highlight=False, markup=False)
 
 _LOCAL = "%Y-%m-%d %H:%M"
@@ -698,12 +703,12 @@ def list_cases(
         _dumps(rows)
         return
     policy = _policy()
-    table = Table()
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for column in ("case", "status", "step", "level", "flag", "assignee", "due"):
         if column != "status" or not open_only:
-            table.add_column(column, no_wrap=column in ("case", "due"))
-    table.add_column("reopened", justify="right")
-    table.add_column("escalated", justify="right")
+            table.add_column(column, no_wrap=True, min_width=len(column))
+    table.add_column("reopened", justify="right", no_wrap=True)
+    table.add_column("escalated", justify="right", no_wrap=True)
     for row in rows:
         due = datetime.fromisoformat(row["due_at"]) if row["due_at"] else None
         table.add_row(

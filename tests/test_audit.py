@@ -269,3 +269,61 @@ async def test_audit_errors_are_one_line_and_exit_2(
     code, text = await casectl(no_temporal, "audit", "export", "--out", str(tmp_path / "o"))
     assert code == 2 and "cannot reach Temporal at localhost:1" in text, text
     assert "Traceback" not in text
+
+
+def _rows(case_id: str, events: list[Any], keyring: Any) -> list[dict[str, Any]]:
+    """case_events rows as the store writes them (sealed with keys, clear without)."""
+    from activities.store import GENESIS, event_hash, stored_payload
+
+    rows, prev = [], GENESIS
+    for e in events:
+        payload = stored_payload(e, case_id, keyring)
+        digest = event_hash(prev, case_id, e.seq, e.type, payload["occurred_at"], payload)
+        rows.append(
+            {
+                "case_id": case_id,
+                "seq": e.seq,
+                "type": e.type,
+                "payload": payload,
+                "prev_hash": prev,
+                "hash": digest,
+            }
+        )
+        prev = digest
+    return rows
+
+
+def test_compare_reads_sealed_rows_and_rows_from_before_sealing() -> None:
+    from datetime import UTC, datetime
+
+    from caseloop.audit import compare
+    from domain.commands import parse_open_case
+    from domain.decider import open_case
+    from domain.policy import DEFAULT_POLICY
+    from support import KEYRING
+
+    case_id = "case-hotline_12345-compare-1"
+    opened = open_case(
+        case_id, parse_open_case(report("compare-1")), datetime.now(UTC), DEFAULT_POLICY
+    )
+    events = [e.model_copy(update={"seq": i}) for i, e in enumerate(opened, start=1)]
+    sealed = _rows(case_id, events, KEYRING)
+    assert "13800000000" not in json.dumps(sealed)
+    assert compare(case_id, events, sealed, KEYRING, complete=True) is None
+    clear = _rows(case_id, events, None)  # written before personal fields were sealed
+    assert compare(case_id, events, clear, KEYRING, complete=True) is None
+    unreadable = compare(case_id, events, sealed, None, complete=True)
+    assert unreadable is not None and "CASE_ENCRYPTION_KEYS is needed" in unreadable.what
+    # another phone in a clear row, the chain recomputed: the content gives it away
+    forged_payload = json.loads(json.dumps(clear[0]["payload"]).replace("13800000000", "1"))
+    forged = _rows(case_id, events, None)
+    from activities.store import GENESIS, event_hash
+
+    forged[0]["payload"] = forged_payload
+    forged[0]["hash"] = event_hash(
+        GENESIS, case_id, 1, events[0].type, forged_payload["occurred_at"], forged_payload
+    )
+    found = compare(case_id, events, forged, KEYRING, complete=True)
+    assert found is not None and found.seq == 1 and "other content" in found.what
+    # a row missing at the end of a closed history, and a derived event with no row
+    assert compare(case_id, events, sealed[:0], KEYRING, complete=True) is not None
