@@ -3,6 +3,7 @@ of its grid, community, street and district."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import uuid
 from pathlib import Path
@@ -41,6 +42,21 @@ def report(ref: str | None = None, **changes: Any) -> dict[str, Any]:
     }
     payload.update(changes)
     return payload
+
+
+async def casectl(env: dict[str, str], *args: str, stdin: str = "") -> tuple[int, str, str]:
+    """Run the installed casectl; its exit status, standard output and standard error."""
+    proc = await asyncio.create_subprocess_exec(
+        str(BIN / "casectl"),
+        *args,
+        env=env,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate(stdin.encode())
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
 
 
 def actor(role: str, org: str, id: str | None = None) -> dict[str, str]:

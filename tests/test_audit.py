@@ -22,6 +22,7 @@ from temporalio.worker import Worker
 from caseloop.client import CaseClient
 from domain.model import Step
 from support import BIN, CONVERTER, KEYS, LIFECYCLE, RESIDENT, report
+from support import casectl as run_casectl
 from worker import register_search_attributes
 
 MakeWorker = Callable[[Client], Worker]
@@ -56,16 +57,9 @@ def cli_env(can_env: WorkflowEnvironment, pg_url: str, tmp_path: Path) -> dict[s
 
 
 async def casectl(env: dict[str, str], *args: str) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        str(BIN / "casectl"),
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode()
+    """casectl's exit status and its output and errors together."""
+    code, out, err = await run_casectl(env, *args)
+    return code, out + err
 
 
 async def runs_of(client: Client, case_id: str) -> list[str]:

@@ -25,7 +25,7 @@ from temporalio.worker import Worker
 from casectl.cases import list_query, register
 from caseloop.client import CaseClient
 from domain.model import Step
-from support import BIN, COMMUNITY, COMMUNITY_ADMIN, KEYS, LIFECYCLE, RESIDENT, report
+from support import COMMUNITY, COMMUNITY_ADMIN, KEYS, LIFECYCLE, RESIDENT, casectl, report
 from workflows.search import CASE_LEVEL, CASE_STEP
 
 MakeWorker = Callable[[Client], Worker]
@@ -47,21 +47,6 @@ def env(dev_env: WorkflowEnvironment, task_queue: str, tmp_path: Path) -> dict[s
 @pytest.fixture
 def client(dev_env: WorkflowEnvironment, task_queue: str) -> CaseClient:
     return CaseClient(dev_env.client, task_queue)
-
-
-async def casectl(env: dict[str, str], *args: str, stdin: str = "") -> tuple[int, str, str]:
-    """Run casectl; its exit status, standard output and standard error."""
-    proc = await asyncio.create_subprocess_exec(
-        str(BIN / "casectl"),
-        *args,
-        env=env,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate(stdin.encode())
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 def invoke(*args: str, stdin: str = "") -> Result:
