@@ -162,7 +162,10 @@ class Workers:
         for proc in self.procs:
             code = await asyncio.wait_for(proc.wait(), 60)
             if code != 0:
-                raise RuntimeError(f"a worker exited with {code}; see {self.log}")
+                raise RuntimeError(f"a worker exited with {code}:\n{self.tail()}")
+
+    def tail(self) -> str:
+        return "\n".join(self.log.read_text(encoding="utf-8", errors="replace").splitlines()[-20:])
 
 
 async def start_workers(
@@ -248,7 +251,10 @@ async def one_run(
         tmp,
     )
     try:
-        await wait_for_pollers(clients["raw"], task_queue, args.processes)
+        try:
+            await wait_for_pollers(clients["raw"], task_queue, args.processes)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}; the worker's log:\n{workers.tail()}") from None
         if kind == "case":
             case_client = CaseClient(clients["case"], task_queue)
 
@@ -382,6 +388,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "benchmark": "lifecycle",
         "command": "benchmarks/lifecycle.py " + " ".join(sys.argv[1:]),
+        "note": args.note,
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
@@ -411,6 +418,7 @@ if __name__ == "__main__":
         "--kinds", default="case,bare", help="which workflows to run: case, bare or both"
     )
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--note", default="", help="kept in the JSON (e.g. the commit run)")
     args = parser.parse_args()
     args.concurrency = args.concurrency or [5, 50]
     args.kinds = [k for k in args.kinds.split(",") if k]
