@@ -98,8 +98,10 @@ def cli() -> None:
 def main(argv: list[str] | None = None) -> NoReturn:
     from casectl.audit import audit
     from casectl.cases import register
+    from casectl.report import report
 
     cli.add_command(audit)
+    cli.add_command(report)
     register(cli)
     code: str | int | None = 0
     try:
