@@ -110,8 +110,10 @@ def worker_ok(pid: str) -> tuple[bool, str]:
     if children:
         idle = [child for child in children if not established_to(child, port)]
         if idle:
-            return False, (f"worker processes {idle} of {children} have no established "
-                           f"connection to Temporal port {port}")
+            return False, (
+                f"worker processes {idle} of {children} have no established "
+                f"connection to Temporal port {port}"
+            )
         return True, f"{len(children)} worker processes connected to Temporal (port {port})"
     if established_to(pid, port):
         return True, f"worker connected to Temporal (port {port})"

@@ -16,15 +16,28 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def main() -> int:
-    patterns = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
-                if line.strip() and not line.lstrip().startswith("#")]
+    patterns = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
     files = sorted(exclude_paths(str(REPO), patterns, dockerfile="deploy/Dockerfile"))
     print(f"{len(files)} files:", dict(Counter(f.split("/")[0] for f in files)))
-    bad = [f for f in files if f.startswith((".data/", ".venv/", ".git/", "tests/", "benchmarks/"))
-           or "__pycache__" in f or f.endswith(".pyc")]
-    copied = re.findall(r"^COPY (?:--\S+ )*(\S+) ", (REPO / "deploy" / "Dockerfile").read_text(), re.M)
-    missing = [src for src in copied if not any(f == src or f.startswith(src.rstrip("/") + "/")
-                                                 for f in files)]
+    bad = [
+        f
+        for f in files
+        if f.startswith((".data/", ".venv/", ".git/", "tests/", "benchmarks/"))
+        or "__pycache__" in f
+        or f.endswith(".pyc")
+    ]
+    copied = re.findall(
+        r"^COPY (?:--\S+ )*(\S+) ", (REPO / "deploy" / "Dockerfile").read_text(), re.M
+    )
+    missing = [
+        src
+        for src in copied
+        if not any(f == src or f.startswith(src.rstrip("/") + "/") for f in files)
+    ]
     for f in bad:
         print("must not be in the context:", f)
     for src in missing:

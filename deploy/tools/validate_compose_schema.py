@@ -24,8 +24,10 @@ def main() -> int:
     errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(doc), key=lambda e: list(e.path))
     for error in errors:
         print(list(error.path), error.message[:300])
-    print(f"{len(doc['services'])} services, {len(errors)} schema errors "
-          f"(schema: {schema.get('title', '?')}, {schema_path})")
+    print(
+        f"{len(doc['services'])} services, {len(errors)} schema errors "
+        f"(schema: {schema.get('title', '?')}, {schema_path})"
+    )
     return 1 if errors else 0
 
 
