@@ -64,6 +64,36 @@ CATEGORIES: list[tuple[str, str]] = [
 ]
 
 
+# Single costs worth naming, by a frame on the stack (inclusive).
+FOCUS: list[tuple[str, str]] = [
+    ("sandbox: new workflow instance (module re-import per run)", r"create_instance \("),
+    ("sandbox: serialization context per payload (codec path)", r"get_serialization_context \("),
+    ("sandbox: activation (the workflow code runs)", r"_Instance\.activate \("),
+    ("payload visitor passes (decode activation, encode completion)", r"PayloadVisitor\.visit \("),
+    ("codec encode/decode (AES-GCM and protobuf)", r"EncryptionCodec\.(encode|decode) \("),
+    ("update validators (parse + decide)", r"CaseWorkflow\._validate \("),
+    ("update handlers (parse + decide + commit)", r"CaseWorkflow\._handle \("),
+    ("decide() and evolve() (domain)", r"^(decide|evolve|_\w+) \(/.*domain/decider\.py"),
+    ("record_events activity (whole)", r"CaseActivities\.record_events \("),
+    ("event hash (RFC 8785 + sha256)", r"event_hash \("),
+    ("seal personal fields", r"Keyring\.seal \("),
+    ("asyncpg queries", r"Connection\.(execute|fetch|fetchrow|executemany|_do_execute) \("),
+    ("activity task handling in the SDK", r"_ActivityWorker\._handle_start_activity_task \("),
+    ("pydantic validate/dump", r"(validate_python|validate_json|model_validate|model_dump)"),
+    ("structlog", r"structlog/"),
+]
+
+
+def focus(stacks: Counter[tuple[str, ...]]) -> Counter[str]:
+    found: Counter[str] = Counter()
+    compiled = [(name, re.compile(pattern)) for name, pattern in FOCUS]
+    for stack, count in stacks.items():
+        for name, pattern in compiled:
+            if any(pattern.search(frame) for frame in stack):
+                found[name] += count
+    return found
+
+
 def categorise(stacks: Counter[tuple[str, ...]]) -> tuple[Counter[str], Counter[str]]:
     inclusive: Counter[str] = Counter()
     innermost: Counter[str] = Counter()
@@ -201,6 +231,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     samples = sum(stacks.values())
     inclusive, innermost = categorise(stacks)
     own, total = top_functions(stacks, 30)
+    focused = focus(stacks)
+    python_ms = (
+        sum(v for k, v in threads.items() if k == "python") / args.cases * 1000
+    )  # the Python threads' share (the GIL holders)
     return {
         "benchmark": "cpu_profile",
         "command": "benchmarks/cpu_profile.py " + " ".join(sys.argv[1:]),
@@ -217,6 +251,14 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             "worker_cpu_ms_per_lifecycle": round(profiled_cpu / args.cases * 1000, 1),
             "samples": samples,
             "rate": args.rate,
+            "python_threads_cpu_ms_per_lifecycle": round(python_ms, 1),
+            "focus": {
+                name: {
+                    "percent": round(focused[name] / samples * 100, 1),
+                    "ms_per_lifecycle": round(focused[name] / samples * python_ms, 1),
+                }
+                for name, _ in FOCUS
+            },
             "inclusive_percent": {
                 k: round(v / samples * 100, 1) for k, v in inclusive.most_common()
             },
@@ -251,6 +293,13 @@ def summary(result: dict[str, Any]) -> str:
             f"{name:<42} {p['inclusive_percent'].get(name, 0.0):>11.1f} "
             f"{p['innermost_percent'].get(name, 0.0):>11.1f}"
         )
+    lines += [
+        "",
+        "single costs (inclusive; ms per lifecycle = share of the samples x the Python threads'",
+        f"{p['python_threads_cpu_ms_per_lifecycle']} ms of CPU per lifecycle, an estimate):",
+    ]
+    for name, figures in p["focus"].items():
+        lines.append(f"{figures['percent']:6.1f} %  {figures['ms_per_lifecycle']:6.1f} ms  {name}")
     for title, key in (("self", "top_self"), ("inclusive", "top_inclusive")):
         lines += ["", f"top functions by {title} samples (% of samples):"]
         for frame, count in p[key].items():

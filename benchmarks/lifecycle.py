@@ -1,7 +1,7 @@
 """Lifecycle throughput against bare Temporal, in one run on the same dev server.
 
     .venv/bin/python benchmarks/lifecycle.py [--cases 150] [--concurrency 5 --concurrency 50]
-        [--processes 1] [--server-db file|memory] [--kinds case,bare] [--out FILE.json]
+        [--processes 1] [--server-db memory|file] [--kinds case,bare] [--out FILE.json]
 
 A *case* is opened and sent the seven commands of a straight run through the six steps
 (tests/support.py LIFECYCLE), each a Workflow Update whose handler appends to PostgreSQL
@@ -15,9 +15,18 @@ next case and driving it to its end (start, seven updates one after another, res
 The workers run in their own processes, as in production: `worker.py --processes N` for the
 case, N `bare.py` processes for bare; the driving client (this process) does its own
 encryption and would otherwise take the GIL from the worker it measures. Each run gets a
-fresh worker on its own task queue and a warm-up of a few cases before it is measured. CPU
-seconds of the worker, the dev server, PostgreSQL and this client are taken from the OS
-for the measured part, with the machine's total, so other load on the machine shows.
+fresh worker on its own task queue and a warm-up of a few cases before it is measured.
+
+The dev server keeps its state in memory by default: with its SQLite file (`--server-db
+file`, as `make run` does) the server's write path, not the CPU, caps the rate (measured:
+bare at concurrency 50 reached 2.7 lifecycles/s with a third of the machine idle, 5.9 in
+memory), and a production server is a cluster elsewhere anyway.
+
+CPU seconds of the worker, the dev server, PostgreSQL and this client are taken from the
+OS for the measured part, with the machine's total: "other" is CPU used by anything else
+on the machine meanwhile, which slows the run down. `cpu_bound_lifecycles_per_second` is
+what the machine's cores would give if these four had them to themselves (cores / CPU
+seconds per lifecycle): a figure that other load changes little.
 
 Prints a table and writes the figures as JSON (default benchmarks/results/
 lifecycle_processes{N}.json).
@@ -84,6 +93,11 @@ class Tally:
     updates: list[float] = field(default_factory=list)
     starts: list[float] = field(default_factory=list)
     lifecycles: list[float] = field(default_factory=list)
+    slowest: tuple[float, str] = (0.0, "")  # the slowest update and its workflow id
+
+    def update(self, seconds: float, workflow_id: str) -> None:
+        self.updates.append(seconds)
+        self.slowest = max(self.slowest, (seconds, workflow_id))
 
 
 async def timed(into: list[float], call: Awaitable[Any]) -> Any:
@@ -97,7 +111,9 @@ async def drive_case(client: CaseClient, ref: str, tally: Tally) -> None:
     began = time.perf_counter()
     opened = await timed(tally.starts, client.open_case(report(ref)))
     for name, payload in LIFECYCLE:
-        await timed(tally.updates, client.send(opened.case_id, name, payload))
+        began_update = time.perf_counter()
+        await client.send(opened.case_id, name, payload)
+        tally.update(time.perf_counter() - began_update, opened.case_id)
     record = await client.result(opened.case_id)
     assert record.outcome.value == "completed", record
     tally.lifecycles.append(time.perf_counter() - began)
@@ -111,18 +127,30 @@ async def drive_bare(client: Client, task_queue: str, ref: str, tally: Tally) ->
     )
     for index, (name, payload) in enumerate(LIFECYCLE):
         body = {"command": name, **payload, "last": index == len(LIFECYCLE) - 1}
-        await timed(tally.updates, handle.execute_update(bare.UPDATE, body))
+        began_update = time.perf_counter()
+        await handle.execute_update(bare.UPDATE, body)
+        tally.update(time.perf_counter() - began_update, handle.id)
     await handle.result()
     tally.lifecycles.append(time.perf_counter() - began)
 
 
 async def history_events(client: Client, workflow_id: str) -> dict[str, Any]:
-    """The number of events in a workflow's history, by type."""
+    """The number of events in a workflow's history, by type, and its longest waits."""
     history = await client.get_workflow_handle(workflow_id).fetch_history()
-    types = Counter(
-        EventType.Name(e.event_type).removeprefix("EVENT_TYPE_") for e in history.events
+    names = [EventType.Name(e.event_type).removeprefix("EVENT_TYPE_") for e in history.events]
+    times = [e.event_time.ToDatetime() for e in history.events]
+    gaps = sorted(
+        (
+            ((times[i] - times[i - 1]).total_seconds(), f"{names[i - 1]} -> {names[i]}")
+            for i in range(1, len(names))
+        ),
+        reverse=True,
     )
-    return {"total": len(history.events), "by_type": dict(sorted(types.items()))}
+    return {
+        "total": len(names),
+        "by_type": dict(sorted(Counter(names).items())),
+        "largest_gaps_ms": [[round(g * 1000), what] for g, what in gaps[:5]],
+    }
 
 
 async def drive(
@@ -291,10 +319,22 @@ async def one_run(
         "updates": len(tally.updates),
         "cpu_seconds": cpu,
         "worker_cpu_ms_per_lifecycle": round(cpu["worker"] / args.cases * 1000, 1),
-        "machine_cpu_ms_per_lifecycle": round(cpu["machine_busy"] / args.cases * 1000, 1),
+        "cpu_ms_per_lifecycle": {
+            k: round(cpu[k] / args.cases * 1000, 1)
+            for k in ("worker", "temporal_server", "postgres", "client")
+        },
+        # what the machine could do if these four had it to themselves: a figure that other
+        # load on the machine does not change (much), unlike lifecycles_per_second
+        "cpu_bound_lifecycles_per_second": round((os.cpu_count() or 1) * args.cases / parts, 2),
     }
     last = f"case-hotline_12345-b{run_id}-0" if kind == "case" else f"bare-b{run_id}-0"
     result["history_events_per_lifecycle"] = await history_events(clients["raw"], last)
+    slowest_seconds, slowest_id = tally.slowest
+    result["slowest_update"] = {
+        "ms": round(slowest_seconds * 1000, 1),
+        "workflow_id": slowest_id,
+        "history": await history_events(clients["raw"], slowest_id),
+    }
     if kind == "case":  # every event of every measured case is in the event store
         rows = await pool.fetchval(
             "SELECT count(*) FROM case_events WHERE case_id LIKE $1",
@@ -308,7 +348,8 @@ async def one_run(
 def table(runs: list[dict[str, Any]]) -> str:
     lines = [
         f"{'kind':<5} {'conc':>4} {'cases':>5} {'lc/s':>7} {'upd p50':>8} {'p95':>7} "
-        f"{'p99':>7} {'worker ms/lc':>12} {'busy %':>6} {'other s':>7}"
+        f"{'p99':>7} {'worker ms/lc':>12} {'all ms/lc':>9} {'cap lc/s':>8} {'busy %':>6} "
+        f"{'other s':>7}"
     ]
     for r in runs:
         u = r["update_latency_ms"]
@@ -316,7 +357,9 @@ def table(runs: list[dict[str, Any]]) -> str:
         lines.append(
             f"{r['kind']:<5} {r['concurrency']:>4} {r['cases']:>5} "
             f"{r['lifecycles_per_second']:>7.2f} {u['p50']:>8.1f} {u['p95']:>7.1f} "
-            f"{u['p99']:>7.1f} {r['worker_cpu_ms_per_lifecycle']:>12.1f} {busy:>6.0f} "
+            f"{u['p99']:>7.1f} {r['worker_cpu_ms_per_lifecycle']:>12.1f} "
+            f"{sum(r['cpu_ms_per_lifecycle'].values()):>9.0f} "
+            f"{r['cpu_bound_lifecycles_per_second']:>8.2f} {busy:>6.0f} "
             f"{r['cpu_seconds']['other']:>7.1f}"
         )
     return "\n".join(lines)
@@ -381,10 +424,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     for concurrency in args.concurrency:
         by_kind = {r["kind"]: r for r in runs if r["concurrency"] == concurrency}
         if {"case", "bare"} <= by_kind.keys():
-            ratios[str(concurrency)] = round(
-                by_kind["case"]["lifecycles_per_second"] / by_kind["bare"]["lifecycles_per_second"],
-                2,
-            )
+            ratios[str(concurrency)] = {
+                key: round(by_kind["case"][key] / by_kind["bare"][key], 2)
+                for key in ("lifecycles_per_second", "cpu_bound_lifecycles_per_second")
+            }
     return {
         "benchmark": "lifecycle",
         "command": "benchmarks/lifecycle.py " + " ".join(sys.argv[1:]),
@@ -413,7 +456,7 @@ if __name__ == "__main__":
         help="cases driven at once (repeatable; default 5 and 50)",
     )
     parser.add_argument("--processes", type=int, default=1, help="worker processes")
-    parser.add_argument("--server-db", choices=["file", "memory"], default="file")
+    parser.add_argument("--server-db", choices=["memory", "file"], default="memory")
     parser.add_argument(
         "--kinds", default="case,bare", help="which workflows to run: case, bare or both"
     )
@@ -428,5 +471,9 @@ if __name__ == "__main__":
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(table(result["runs"]))
     for concurrency, ratio in result["case_to_bare_ratio"].items():
-        print(f"case/bare lifecycles per second at concurrency {concurrency}: {ratio}")
+        print(
+            f"case/bare at concurrency {concurrency}: lifecycles per second "
+            f"{ratio['lifecycles_per_second']}, CPU-bound capacity "
+            f"{ratio['cpu_bound_lifecycles_per_second']}"
+        )
     print(f"figures in {out}")
