@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test install lint typecheck schemas clean
+.PHONY: run test install lint typecheck schemas bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,17 @@ typecheck: $(STAMP)
 
 test: lint typecheck
 	$(PY) -m pytest
+
+# Every figure of the README's performance section, one benchmark after another (they
+# share the machine: never run two at once). Results in benchmarks/results/. About an hour.
+bench: $(STAMP)
+	$(PY) benchmarks/lifecycle.py --processes 1 --out benchmarks/results/lifecycle_processes1.json
+	$(PY) benchmarks/lifecycle.py --processes 2 --out benchmarks/results/lifecycle_processes2.json
+	$(PY) benchmarks/cpu_profile.py
+	$(PY) benchmarks/audit_replay.py --jobs 1 --out benchmarks/results/audit_replay_jobs1.json
+	$(PY) benchmarks/audit_replay.py --jobs 2 --out benchmarks/results/audit_replay_jobs2.json
+	$(PY) benchmarks/open_cases.py --cases 1000 --out benchmarks/results/open_cases_1000.json
+	$(PY) benchmarks/report_queries.py --out benchmarks/results/report_queries.json
 
 schemas: $(STAMP)
 	$(PY) -m caseloop.schemas --write
