@@ -1,7 +1,7 @@
 """CPU per case: the worker's CPU milliseconds per lifecycle, and where they go.
 
     .venv/bin/python benchmarks/cpu_profile.py [--cases 100] [--concurrency 20]
-        [--py-spy /tmp/pyspy/bin/py-spy] [--rate 200]
+        [--py-spy /tmp/pyspy/bin/py-spy] [--rate 200] [--kind case|bare]
 
 The set-up of benchmarks/lifecycle.py (dev server, embedded PostgreSQL, encryption on,
 `worker.py` in its own process): a warm-up, then `--cases` lifecycles measured without a
@@ -14,7 +14,8 @@ py-spy is not a project dependency: `pip install --target /tmp/pyspy py-spy`.
 The samples are put in categories by the frames on their stacks: *inclusive* counts a
 sample in every category one of its frames belongs to; *innermost* puts it in the category
 of the frame nearest the leaf that has one (so the columns add up to 100 %). Writes
-benchmarks/results/cpu_profile.txt (summary, categories, top functions) and cpu.json.
+benchmarks/results/cpu_profile.txt (summary, categories, top functions) and cpu.json;
+`--kind bare` profiles benchmarks/bare.py instead (cpu_profile_bare.txt, cpu_bare.json).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ sys.path.insert(0, str(HERE))
 
 import lifecycle as lc  # noqa: E402  (sets up the paths of the project and its tests)
 import psutil  # noqa: E402
+from temporalio.client import Client  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from activities.db import create_pool, migrate  # noqa: E402
@@ -67,7 +69,10 @@ CATEGORIES: list[tuple[str, str]] = [
 # Single costs worth naming, by a frame on the stack (inclusive).
 FOCUS: list[tuple[str, str]] = [
     ("sandbox: new workflow instance (module re-import per run)", r"create_instance \("),
-    ("sandbox: serialization context per payload (codec path)", r"get_serialization_context \("),
+    (
+        "sandbox: serialization context per payload (SDK visitor, codec or not)",
+        r"get_serialization_context \(",
+    ),
     ("sandbox: activation (the workflow code runs)", r"_Instance\.activate \("),
     ("payload visitor passes (decode activation, encode completion)", r"PayloadVisitor\.visit \("),
     ("codec encode/decode (AES-GCM and protobuf)", r"EncryptionCodec\.(encode|decode) \("),
@@ -178,15 +183,19 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 "LOG_FORMAT": "json",
                 "LOG_LEVEL": "info",
             }
-            workers = await lc.start_workers("case", 1, worker_env, log, tmp)
+            workers = await lc.start_workers(args.kind, 1, worker_env, log, tmp)
             pid = workers.procs[0].pid
             worker = psutil.Process(pid)
             try:
                 await lc.wait_for_pollers(env.client, task_queue, 1)
                 client = CaseClient(env.client, task_queue)
+                plain = await Client.connect(env.client.service_client.config.target_host)
 
                 async def one(ref: str, tally: lc.Tally) -> None:
-                    await lc.drive_case(client, ref, tally)
+                    if args.kind == "case":
+                        await lc.drive_case(client, ref, tally)
+                    else:
+                        await lc.drive_bare(plain, task_queue, ref, tally)
 
                 await lc.drive(one, "warm", lc.WARM_UP, 10)
                 threads_before = thread_cpu(pid)
@@ -237,6 +246,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     )  # the Python threads' share (the GIL holders)
     return {
         "benchmark": "cpu_profile",
+        "kind": args.kind,
         "command": "benchmarks/cpu_profile.py " + " ".join(sys.argv[1:]),
         "load_average_before": list(args.load_before),
         "load_average_after": list(os.getloadavg()),
@@ -277,7 +287,8 @@ def summary(result: dict[str, Any]) -> str:
         f"command: {result['command']}",
         f"load average before/after: {result['load_average_before']} / "
         f"{result['load_average_after']}",
-        f"{result['cases']} lifecycles at concurrency {result['concurrency']}: worker CPU "
+        f"{result['cases']} {result['kind']} lifecycles at concurrency "
+        f"{result['concurrency']}: worker CPU "
         f"{result['worker_cpu_seconds']} s = {result['worker_cpu_ms_per_lifecycle']} ms per "
         "lifecycle (process CPU time, all threads, no profiler)",
         "worker CPU seconds by thread name: "
@@ -314,12 +325,18 @@ if __name__ == "__main__":
     parser.add_argument("--py-spy", default="/tmp/pyspy/bin/py-spy")
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument(
+        "--kind", choices=["case", "bare"], default="case", help="bare: benchmarks/bare.py"
+    )
     args = parser.parse_args()
     args.load_before = os.getloadavg()
     began = time.perf_counter()
     result = asyncio.run(main(args))
     text = summary(result)
-    (args.out / "cpu_profile.txt").write_text(text, encoding="utf-8")
-    (args.out / "cpu.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    suffix = "" if args.kind == "case" else "_bare"
+    (args.out / f"cpu_profile{suffix}.txt").write_text(text, encoding="utf-8")
+    (args.out / f"cpu{suffix}.json").write_text(
+        json.dumps(result, indent=2) + "\n", encoding="utf-8"
+    )
     print(text)
     print(f"({time.perf_counter() - began:.0f} s; written to {args.out})")
