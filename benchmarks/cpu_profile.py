@@ -1,7 +1,7 @@
 """CPU per case: the worker's CPU milliseconds per lifecycle, and where they go.
 
     .venv/bin/python benchmarks/cpu_profile.py [--cases 100] [--concurrency 20]
-        [--py-spy /tmp/pyspy/bin/py-spy] [--rate 200] [--kind case|bare]
+        [--py-spy PATH] [--rate 200] [--kind case|bare]
 
 The set-up of benchmarks/lifecycle.py (dev server, embedded PostgreSQL, encryption on,
 `worker.py` in its own process): a warm-up, then `--cases` lifecycles measured without a
@@ -9,7 +9,8 @@ profiler (the worker process's CPU time from the OS, all threads, divided by the
 per thread too, which splits the Python threads from the SDK core's Rust threads), then
 as many again with py-spy sampling the worker's Python threads while they hold the GIL
 (`--gil`: Python at work; without it py-spy counts threads blocked in a queue or epoll).
-py-spy is not a project dependency: `pip install --target /tmp/pyspy py-spy`.
+py-spy is not a project dependency: unless `--py-spy` names one, it is installed from PyPI
+into /tmp/pyspy on first use (it needs ptrace rights over the worker, as root has here).
 
 The samples are put in categories by the frames on their stacks: *inclusive* counts a
 sample in every category one of its frames belongs to; *innermost* puts it in the category
@@ -26,6 +27,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -140,6 +142,34 @@ def top_functions(stacks: Counter[tuple[str, ...]], n: int) -> tuple[Counter[str
 
 def short(frame: str) -> str:
     return re.sub(r"\(/[^ ]*?(site-packages|python3\.11|work/main)/", "(", frame)
+
+
+PY_SPY = "py-spy==0.4.3"
+PY_SPY_HOME = Path("/tmp/pyspy")
+
+
+def ensure_py_spy(path: str | None) -> str:
+    """The py-spy binary: the one given, or one installed from PyPI into /tmp/pyspy (not
+    into the project's virtualenv) on first use."""
+    if path:
+        return path
+    binary = PY_SPY_HOME / "bin" / "py-spy"
+    if not binary.exists():
+        print(f"installing {PY_SPY} into {PY_SPY_HOME}", file=sys.stderr, flush=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--target",
+                str(PY_SPY_HOME),
+                PY_SPY,
+            ],
+            check=True,
+        )
+    return str(binary)
 
 
 def thread_cpu(pid: int) -> dict[str, float]:
@@ -322,13 +352,14 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=20)
-    parser.add_argument("--py-spy", default="/tmp/pyspy/bin/py-spy")
+    parser.add_argument("--py-spy", help="the py-spy binary (default: installed into /tmp/pyspy)")
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument(
         "--kind", choices=["case", "bare"], default="case", help="bare: benchmarks/bare.py"
     )
     args = parser.parse_args()
+    args.py_spy = ensure_py_spy(args.py_spy)
     args.load_before = os.getloadavg()
     began = time.perf_counter()
     result = asyncio.run(main(args))
