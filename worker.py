@@ -291,6 +291,12 @@ def main(argv: list[str] | None = None) -> None:
         if args.child is None and args.processes > 1:
             sys.exit(asyncio.run(supervise(settings, args.processes)))
         asyncio.run(run(settings, prepared=args.child is not None))
+        # Stopped cleanly: leave without interpreter finalization, which the Temporal
+        # bridge's threads can abort ("PyGILState_Release", exit -6 after "worker stopped",
+        # once in six SIGTERM stops; temporalio/sdk-python#300), as casectl does.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     except SettingsError as exc:
         sys.exit(f"worker: {exc}")
     except (OSError, RuntimeError) as exc:
