@@ -44,17 +44,11 @@ import asyncpg  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from activities.contract import EventBatch  # noqa: E402
 from activities.db import create_pool, migrate  # noqa: E402
 from activities.reports import monthly_args, monthly_sql, trend_args, trend_sql  # noqa: E402
 from activities.store import append  # noqa: E402
-from domain.commands import parse_command, parse_open_case  # noqa: E402
-from domain.decider import decide, evolve, open_case  # noqa: E402
-from domain.events import Event  # noqa: E402
-from domain.policy import DEFAULT_POLICY  # noqa: E402
 from domain.ranking import RankLevel, month_bounds  # noqa: E402
-from domain.state import CaseState, record  # noqa: E402
-from support import LIFECYCLE, report  # noqa: E402
+from support import lifecycle_batches  # noqa: E402
 
 TZ = "Asia/Shanghai"
 FIRST, LAST = "2025-11", "2026-10"  # the 12 months the archived cases are opened in
@@ -245,37 +239,6 @@ async def fill(pool: asyncpg.Pool, cases: int) -> float:
     return time.perf_counter() - began
 
 
-def lifecycle(ref: str, start: datetime) -> list[EventBatch]:
-    """The batches a CaseWorkflow records for a straight lifecycle, one per command."""
-    case = parse_open_case(report(ref))
-    case_id = f"case-hotline_12345-{case.source_ref}"
-    state: CaseState | None = None
-    now = start
-    decisions: list[list[Event]] = [open_case(case_id, case, now, DEFAULT_POLICY)]
-    batches = []
-    for name, body in [(None, None), *LIFECYCLE]:
-        if name is not None:
-            assert state is not None and body is not None
-            now += timedelta(minutes=5)
-            decisions.append(decide(state, parse_command(name, body), now, DEFAULT_POLICY))
-        events = []
-        for event in decisions[-1]:
-            event = event.model_copy(update={"seq": (state.version if state else 0) + 1})
-            state = evolve(state, event)
-            events.append(event)
-        assert state is not None
-        batches.append(
-            EventBatch(
-                case_id=case_id,
-                run_id="bench",
-                events=events,
-                state=state,
-                record=record(state) if state.archived else None,
-            )
-        )
-    return batches
-
-
 _TRIGGERS = (("ledger", "ledger_report_months"), ("cases", "cases_report_months"))
 
 
@@ -299,7 +262,9 @@ async def appends(pool: asyncpg.Pool, cases: int) -> dict[str, Any]:
                 for table, trigger in _TRIGGERS:
                     await pool.execute(f"ALTER TABLE {table} {switch} TRIGGER {trigger}")
             f = figures[with_triggers]
-            for batch in lifecycle(f"bench-{stamp}-{n}", start + timedelta(minutes=n)):
+            for batch in lifecycle_batches(
+                f"bench-{stamp}-{n}", start + timedelta(minutes=n), run_id="bench"
+            ):
                 began = time.perf_counter()
                 await append(pool, batch, KEYRING)
                 ms = (time.perf_counter() - began) * 1000

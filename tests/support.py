@@ -6,11 +6,18 @@ from __future__ import annotations
 import asyncio
 import sys
 import uuid
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from activities.contract import EventBatch
 from caseloop.client import data_converter
 from caseloop.crypto import Keyring
+from domain.commands import parse_command, parse_open_case
+from domain.decider import decide, evolve, open_case
+from domain.events import Event
+from domain.policy import DEFAULT_POLICY
+from domain.state import CaseState, record
 
 BIN = Path(sys.executable).parent
 # The suite runs encrypted, as `make run` does: payloads via the codec, personal fields
@@ -20,6 +27,7 @@ KEYRING = Keyring.parse(KEYS)
 CONVERTER = data_converter(KEYRING)
 
 GRID, COMMUNITY, STREET, DISTRICT = "G-01", "C-01", "S-01", "D-01"
+REPORTED_AT = datetime.fromisoformat("2026-11-23T09:30:00+08:00")
 
 
 def report(ref: str | None = None, **changes: Any) -> dict[str, Any]:
@@ -82,3 +90,39 @@ LIFECYCLE: list[tuple[str, dict[str, Any]]] = [
     ("record_feedback", {"actor": RESIDENT, "accepted": True, "satisfaction": "satisfied"}),
     ("record_revisit", {"actor": GRID_WORKER, "satisfaction": "very_satisfied"}),
 ]
+
+
+def lifecycle_batches(
+    ref: str | None = None,
+    start: datetime = REPORTED_AT,
+    run_id: str = "run-1",
+) -> list[EventBatch]:
+    """The batches a CaseWorkflow would record for a straight lifecycle, one per command,
+    five minutes apart."""
+    case = parse_open_case(report(ref))
+    case_id = f"case-hotline_12345-{case.source_ref}"
+    batches: list[EventBatch] = []
+    state: CaseState | None = None
+    now = start
+    decisions: list[list[Event]] = [open_case(case_id, case, now, DEFAULT_POLICY)]
+    for name, body in [(None, None), *LIFECYCLE]:
+        if name is not None:
+            assert state is not None and body is not None
+            now += timedelta(minutes=5)
+            decisions.append(decide(state, parse_command(name, body), now, DEFAULT_POLICY))
+        events = []
+        for event in decisions[-1]:
+            event = event.model_copy(update={"seq": (state.version if state else 0) + 1})
+            state = evolve(state, event)
+            events.append(event)
+        assert state is not None
+        batches.append(
+            EventBatch(
+                case_id=case_id,
+                run_id=run_id,
+                events=events,
+                state=state,
+                record=record(state) if state.archived else None,
+            )
+        )
+    return batches

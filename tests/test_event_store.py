@@ -4,55 +4,17 @@ gap refusal, the hash chain, the read model and the ledger, migrations."""
 from __future__ import annotations
 
 import itertools
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import asyncpg
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from activities.contract import CHAIN_CONFLICT, EventBatch
+from activities.contract import CHAIN_CONFLICT
 from activities.db import migrate
 from activities.store import GENESIS, append, first_broken_link
-from domain.commands import parse_command, parse_open_case
-from domain.decider import decide, evolve, open_case
-from domain.events import Event
 from domain.policy import DEFAULT_POLICY
-from domain.state import CaseState, record
-from support import LIFECYCLE, report
-
-T0 = datetime.fromisoformat("2026-11-23T09:30:00+08:00")
-
-
-def lifecycle_batches() -> list[EventBatch]:
-    """The batches a CaseWorkflow would record for a straight lifecycle, one per command."""
-    payload = report()
-    case = parse_open_case(payload)
-    case_id = f"case-hotline_12345-{case.source_ref}"
-    batches: list[EventBatch] = []
-    state: CaseState | None = None
-    now = T0
-    decisions: list[list[Event]] = [open_case(case_id, case, now, DEFAULT_POLICY)]
-    for name, body in [(None, None), *LIFECYCLE]:
-        if name is not None:
-            assert state is not None and body is not None
-            now += timedelta(minutes=5)
-            decisions.append(decide(state, parse_command(name, body), now, DEFAULT_POLICY))
-        events = []
-        for event in decisions[-1]:
-            event = event.model_copy(update={"seq": (state.version if state else 0) + 1})
-            state = evolve(state, event)
-            events.append(event)
-        assert state is not None
-        batches.append(
-            EventBatch(
-                case_id=case_id,
-                run_id="run-1",
-                events=events,
-                state=state,
-                record=record(state) if state.archived else None,
-            )
-        )
-    return batches
+from support import REPORTED_AT, lifecycle_batches
 
 
 async def stored(pool: asyncpg.Pool, case_id: str) -> list[asyncpg.Record]:
@@ -88,7 +50,9 @@ async def test_a_different_event_under_a_stored_seq_is_refused(pool: asyncpg.Poo
     await append(pool, batches[1])
     event = batches[1].events[0]
     forged = batches[1].model_copy(
-        update={"events": [event.model_copy(update={"occurred_at": T0 + timedelta(hours=9)})]}
+        update={
+            "events": [event.model_copy(update={"occurred_at": REPORTED_AT + timedelta(hours=9)})]
+        }
     )
     with pytest.raises(ApplicationError, match="stored with other content"):
         await append(pool, forged)
