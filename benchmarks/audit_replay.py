@@ -29,7 +29,16 @@ from temporalio.testing import WorkflowEnvironment  # noqa: E402
 from activities.db import create_pool, migrate  # noqa: E402
 from caseloop.client import CaseClient  # noqa: E402
 from domain.policy import DEFAULT_POLICY  # noqa: E402
-from support import BIN, CONVERTER, KEYRING, KEYS, LIFECYCLE, RESIDENT, report  # noqa: E402
+from support import (  # noqa: E402
+    BIN,
+    CONVERTER,
+    KEYRING,
+    KEYS,
+    LIFECYCLE,
+    RESIDENT,
+    casectl,
+    report,
+)
 from worker import build_worker, register_search_attributes  # noqa: E402
 
 
@@ -42,14 +51,6 @@ async def one_case(client: CaseClient, index: int) -> str:
     for name, payload in commands:
         await client.send(opened.case_id, name, payload)
     return opened.case_id
-
-
-async def casectl(env: dict[str, str], *args: str) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        str(BIN / "casectl"), *args, env=env, stdout=asyncio.subprocess.PIPE
-    )
-    out, _ = await proc.communicate()
-    return proc.returncode or 0, out.decode()
 
 
 async def main(cases: int, jobs: int, out: Path | None, keep: Path | None) -> None:
@@ -86,14 +87,14 @@ async def main(cases: int, jobs: int, out: Path | None, keep: Path | None) -> No
                 "CASELOOP_DATA": str(Path(tmp) / "none"),
             }
             export_dir = keep or Path(tmp) / "export"
-            code, text = await casectl(cli, "audit", "export", "--out", str(export_dir))
-            assert code == 0, text
+            code, text, err = await casectl(cli, "audit", "export", "--out", str(export_dir))
+            assert code == 0, text + err
             if keep:  # the benchmark's own throwaway keys, to replay the export again
                 (keep / "keys.txt").write_text(KEYS, encoding="utf-8")
-            code, text = await casectl(
+            code, text, err = await casectl(
                 cli, "audit", "replay", str(export_dir), "--json", "--jobs", str(jobs)
             )
-            assert code == 0, text
+            assert code == 0, text + err
             replay: dict[str, Any] = json.loads(text)
         finally:
             await env.shutdown()
