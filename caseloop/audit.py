@@ -52,8 +52,9 @@ _CLOSING = {  # the attributes of the events that end a run
     for end in ("completed", "failed", "canceled", "terminated", "continued_as_new", "timed_out")
 }
 
-# Batches captured during replay, by the replayed workflow's (workflow id, run id).
-_captured: dict[tuple[str, str], list[EventBatch]] = defaultdict(list)
+# Batches captured during replay, by the replayed workflow's id (a replayer replays one
+# history at a time; `_replayed` takes them when that history is done).
+_captured: dict[str, list[EventBatch]] = defaultdict(list)
 
 
 class _Capture(Interceptor):
@@ -71,8 +72,7 @@ class _Inbound(WorkflowInboundInterceptor):
 class _Outbound(WorkflowOutboundInterceptor):
     def start_activity(self, input: StartActivityInput) -> workflow.ActivityHandle[Any]:
         if input.activity == RECORD_EVENTS and input.args:
-            info = workflow.info()
-            _captured[(info.workflow_id, info.run_id)].append(input.args[0])
+            _captured[workflow.info().workflow_id].append(input.args[0])
         return super().start_activity(input)
 
 
@@ -218,9 +218,7 @@ async def _aiter(items: Iterable[WorkflowHistory]) -> AsyncIterator[WorkflowHist
 def _replayed(result: WorkflowReplayResult, source: str) -> Replayed:
     history = result.history
     run_id, chain, started_at = _first_attributes(history)
-    batches: list[EventBatch] = []
-    for key in [k for k in _captured if k[0] == history.workflow_id]:
-        batches.extend(_captured.pop(key))
+    batches = _captured.pop(history.workflow_id, [])
     failure = result.replay_failure
     last = history.events[-1].WhichOneof("attributes") or ""
     return Replayed(
