@@ -12,6 +12,7 @@ import chinese_calendar  # type: ignore[import-untyped]
 from chinese_calendar import constants
 
 from domain.calendar import WorkCalendar
+from domain.policy import DeadlinePolicy
 
 
 def library_calendar(from_year: int) -> WorkCalendar:
@@ -31,4 +32,33 @@ def library_calendar(from_year: int) -> WorkCalendar:
         last_year=last_year,
         holidays=frozenset(d for d in holidays if d.year >= from_year and d.weekday() < 5),
         workdays=frozenset(d for d in workdays if d.year >= from_year),
+    )
+
+
+def with_library_calendar(policy: DeadlinePolicy, today: date) -> DeadlinePolicy:
+    """`policy` with the library's calendar from last year on. When the library is older
+    than that, its last year only: deadlines in working days beyond it count weekends only
+    and say so in their labels (`calendar_gap` tells the worker to warn)."""
+    last_year = max(constants.holidays).year
+    calendar = library_calendar(min(today.year - 1, last_year))
+    return policy.model_copy(update={"calendar": calendar})
+
+
+def calendar_gap(policy: DeadlinePolicy, today: date) -> str | None:
+    """A warning when the policy's calendar does not know this year or the next (the State
+    Council publishes a year's holidays late in the year before): limits in working days
+    then count weekends only there."""
+    calendar = policy.calendar
+    missing = [
+        year
+        for year in (today.year, today.year + 1)
+        if calendar is None or not calendar.first_year <= year <= calendar.last_year
+    ]
+    if not missing:
+        return None
+    name = calendar.name if calendar else "no calendar"
+    years = " and ".join(str(y) for y in missing)
+    return (
+        f"the working-day calendar ({name}) does not know {years}: deadlines in working days "
+        "there count weekends only (update chinese-calendar, or give CASE_POLICY a calendar)"
     )

@@ -6,7 +6,7 @@ whose name is in `COMMANDS`. All carry the `actor` who asks.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
@@ -78,6 +78,15 @@ class RecordDeliberation(Command):
     decision: Text
     handling_class: HandlingClass | None = None
     plan: Text | None = None
+
+
+class ScheduleDeliberation(Command):
+    """The community's talk-day agenda puts a self-governance case on a talk day; the
+    case's deliberation clock then ends at local midnight after that day."""
+
+    kind: Literal["schedule_deliberation"] = "schedule_deliberation"
+    talk_day: date
+    agenda_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._:/-]{1,100}$")]
 
 
 def _distinct(values: list[str]) -> list[str]:
@@ -185,11 +194,19 @@ class CheckDeadlines(Frozen):
     kind: Literal["check_deadlines"] = "check_deadlines"
 
 
+class CheckDepartment(Frozen):
+    """Internal: a summoned department's task says its clock needs attention."""
+
+    kind: Literal["check_department"] = "check_department"
+    department: OrgId
+
+
 UpdateCommand = (
     Dispatch
     | Claim
     | CheckIn
     | RecordDeliberation
+    | ScheduleDeliberation
     | SummonDepartments
     | RecordDepartmentReport
     | ReportResolution
@@ -211,6 +228,7 @@ COMMANDS: dict[str, type[Command]] = {
         Claim,
         CheckIn,
         RecordDeliberation,
+        ScheduleDeliberation,
         SummonDepartments,
         RecordDepartmentReport,
         ReportResolution,

@@ -15,6 +15,7 @@ from domain import authz
 from domain.commands import (
     AddNote,
     CheckDeadlines,
+    CheckDepartment,
     CheckIn,
     Claim,
     Command,
@@ -29,6 +30,7 @@ from domain.commands import (
     ReportResolution,
     RequestExtension,
     ReturnCase,
+    ScheduleDeliberation,
     SummonDepartments,
     Withdraw,
 )
@@ -44,10 +46,14 @@ from domain.events import (
     CaseReturned,
     CaseWithdrawn,
     DeadlineBreached,
+    DeadlineStarted,
     DeadlineWarned,
     DeliberationRecorded,
+    DeliberationScheduled,
+    DepartmentEscalated,
     DepartmentReported,
     DepartmentsSummoned,
+    DepartmentWarned,
     Event,
     ExtensionDecided,
     ExtensionRequested,
@@ -109,10 +115,15 @@ def open_case(case_id: str, case: OpenCase, now: datetime, policy: DeadlinePolic
 
 
 def decide(
-    state: CaseState, command: Command | CheckDeadlines, now: datetime, policy: DeadlinePolicy
+    state: CaseState,
+    command: Command | CheckDeadlines | CheckDepartment,
+    now: datetime,
+    policy: DeadlinePolicy,
 ) -> list[Event]:
     if isinstance(command, CheckDeadlines):
         return _check_deadlines(state, now, policy)
+    if isinstance(command, CheckDepartment):
+        return _check_department(state, command.department, now)
     if state.archived:
         raise DomainError(f"{command.kind}: the case is archived and accepts no more commands")
     return _DECISIONS[type(command)](state, command, now, policy)
@@ -140,7 +151,11 @@ def _dispatch(
     )
     up = cmd.severity is Severity.HARD or cmd.handling_class is HandlingClass.ESCALATE
     level = Level.STREET if up else Level.COMMUNITY
-    deadlines = [policy.deadline(Clock.RESOLVE, level, cmd.severity, now)]
+    # a self-governance case first waits for its community's talk day; its resolve clock
+    # starts once deliberated (or once the wait has run out)
+    waits = cmd.handling_class is HandlingClass.SELF_GOVERNANCE and policy.deliberation
+    first = Clock.DELIBERATE if waits else Clock.RESOLVE
+    deadlines = [policy.deadline(first, level, cmd.severity, now)]
     if level is Level.COMMUNITY:
         deadlines.append(policy.deadline(Clock.ON_SITE, level, cmd.severity, now))
     return [
@@ -194,8 +209,8 @@ def _deliberate(
 ) -> list[Event]:
     _step(state, cmd.kind, Step.DELIBERATE)
     authz.require(authz.is_handler(cmd.actor, state), cmd.kind, cmd.actor, "is not a handler")
-    assert state.handling_class is not None
-    return [
+    assert state.handling_class is not None and state.level and state.severity
+    events: list[Event] = [
         DeliberationRecorded(
             occurred_at=now,
             actor=cmd.actor,
@@ -203,6 +218,42 @@ def _deliberate(
             decision=cmd.decision,
             handling_class=cmd.handling_class or state.handling_class,
             plan=cmd.plan,
+        )
+    ]
+    if Clock.DELIBERATE in state.deadlines:
+        resolve = policy.deadline(Clock.RESOLVE, state.level, state.severity, now)
+        events.append(DeadlineStarted(occurred_at=now, reason="deliberated", deadline=resolve))
+    return events
+
+
+@_decides(ScheduleDeliberation)
+def _schedule_deliberation(
+    state: CaseState, cmd: ScheduleDeliberation, now: datetime, policy: DeadlinePolicy
+) -> list[Event]:
+    _step(state, cmd.kind, Step.COLLECT, Step.DELIBERATE)
+    authz.require(
+        (cmd.actor.role is Role.SYSTEM and cmd.actor.org == state.case.location.community_id)
+        or authz.is_officer_at_or_above(cmd.actor, state, Level.COMMUNITY),
+        cmd.kind,
+        cmd.actor,
+        "may not schedule a deliberation: only the community's agenda or its officers",
+    )
+    waiting = state.deadlines.get(Clock.DELIBERATE)
+    if waiting is None or state.level is None:
+        raise DomainError(
+            "schedule_deliberation: the case does not wait for a talk day (only a dispatched "
+            "self-governance case does, until its talk day has passed)"
+        )
+    if cmd.talk_day < policy.local(now).date():
+        raise DomainError("schedule_deliberation: talk_day: lies in the past")
+    deadline = policy.talk_day_deadline(state.level, waiting.started_at, cmd.talk_day)
+    return [
+        DeliberationScheduled(
+            occurred_at=now,
+            actor=cmd.actor,
+            talk_day=cmd.talk_day,
+            agenda_id=cmd.agenda_id,
+            deadline=deadline,
         )
     ]
 
@@ -223,9 +274,22 @@ def _summon(
     again = sorted(set(cmd.departments) & set(state.summoned))
     if again:
         raise DomainError(f"summon_departments: departments already summoned: {', '.join(again)}")
+    assert state.level is not None and state.severity is not None
+    deadlines = {}
+    if policy.department is not None:
+        deadlines = {
+            d: policy.deadline(
+                Clock.DEPARTMENT, state.level, state.severity, now, what=f"department {d}"
+            )
+            for d in cmd.departments
+        }
     return [
         DepartmentsSummoned(
-            occurred_at=now, actor=cmd.actor, departments=list(cmd.departments), reason=cmd.reason
+            occurred_at=now,
+            actor=cmd.actor,
+            departments=list(cmd.departments),
+            reason=cmd.reason,
+            deadlines=deadlines,
         )
     ]
 
@@ -243,11 +307,36 @@ def _department_report(
     )
     if cmd.actor.org in state.reported:
         raise DomainError(f"record_department_report: department {cmd.actor.org} already reported")
+    clock = state.department_deadlines.get(cmd.actor.org)
     return [
         DepartmentReported(
-            occurred_at=now, actor=cmd.actor, department=cmd.actor.org, report=cmd.report
+            occurred_at=now,
+            actor=cmd.actor,
+            department=cmd.actor.org,
+            report=cmd.report,
+            on_time=None if clock is None else now < clock.due_at,
         )
     ]
+
+
+def _check_department(state: CaseState, department: str, now: datetime) -> list[Event]:
+    """A department's task timer fired: warn or escalate if its clock says so (a signal
+    that comes early or twice changes nothing)."""
+    clock = state.department_deadlines.get(department)
+    if state.archived or clock is None or department in state.reported or clock.breached:
+        return []
+    common: dict[str, Any] = {
+        "occurred_at": now,
+        "department": department,
+        "due_at": clock.due_at,
+        "policy_version": clock.policy_version,
+    }
+    if now >= clock.due_at:
+        assert state.level is not None
+        return [DepartmentEscalated(**common, to_level=state.level.above() or Level.DISTRICT)]
+    if now >= clock.warn_at and not clock.warned:
+        return [DepartmentWarned(**common)]
+    return []
 
 
 @_decides(ReportResolution)
@@ -295,9 +384,18 @@ def _feedback(
         "may not record feedback: only the reporting resident or the case's grid staff",
     )
     assert state.level is not None and state.severity is not None
-    revisit = (
-        policy.deadline(Clock.REVISIT, state.level, state.severity, now) if cmd.accepted else None
-    )
+    revisit = None
+    if cmd.accepted:
+        rule = policy.revisit_rule(state.case.reporter.categories)
+        revisit = policy.deadline(
+            Clock.REVISIT,
+            state.level,
+            state.severity,
+            now,
+            span=rule.within,
+            what=f"{state.severity.value} matter, {state.level.value} level"
+            + (", in person" if rule.in_person else ""),
+        )
     events: list[Event] = [
         FeedbackRecorded(
             occurred_at=now,
@@ -324,6 +422,12 @@ def _revisit(
         cmd.actor,
         "may not record a revisit: only the case's grid, community, street or district staff",
     )
+    if not cmd.in_person and policy.revisit_rule(state.case.reporter.categories).in_person:
+        # 三必问四必访; the category itself is personal data and not named
+        raise DomainError(
+            "record_revisit: in_person: this resident must be visited in person "
+            "(their category requires it)"
+        )
     events: list[Event] = [
         RevisitRecorded(
             occurred_at=now,
@@ -501,6 +605,24 @@ def _deadline_events(
             deadline=policy.deadline(Clock.RESOLVE, above, state.severity, d.due_at),
         )
         return
+    if d.clock is Clock.DELIBERATE:
+        # the talk day passed without a deliberation: flagged, and the resolve clock runs
+        # from the end of the wait, so the ladder still applies
+        assert state.level is not None and state.severity is not None
+        yield DeadlineBreached(
+            **common,
+            clock=d.clock,
+            level=d.level,
+            due_at=d.due_at,
+            flag=Flag.YELLOW,
+            remind_at=None,
+        )
+        yield DeadlineStarted(
+            occurred_at=now,
+            reason="deliberation_missed",
+            deadline=policy.deadline(Clock.RESOLVE, state.level, state.severity, d.due_at),
+        )
+        return
     red = d.clock is Clock.RESOLVE
     yield DeadlineBreached(
         **common,
@@ -557,6 +679,11 @@ def _without(state: CaseState, *clocks: Clock) -> dict[Clock, Deadline]:
     return {c: d for c, d in state.deadlines.items() if c not in clocks}
 
 
+def _department(s: CaseState, department: str, **changes: bool) -> dict[str, Deadline]:
+    clock = s.department_deadlines[department].model_copy(update=changes)
+    return {**s.department_deadlines, department: clock}
+
+
 def _dispatched(s: CaseState, e: CaseDispatched) -> dict[str, Any]:
     return {
         "severity": e.severity,
@@ -575,8 +702,8 @@ def _warned(s: CaseState, e: DeadlineWarned) -> dict[str, Any]:
 
 def _breached(s: CaseState, e: DeadlineBreached) -> dict[str, Any]:
     changes: dict[str, Any] = {"flag": s.flag.worst(e.flag)}
-    if e.clock is Clock.ON_SITE:
-        changes["deadlines"] = _without(s, Clock.ON_SITE)
+    if e.clock in (Clock.ON_SITE, Clock.DELIBERATE):
+        changes["deadlines"] = _without(s, e.clock)
         return changes
     if e.clock is Clock.RESOLVE:
         changes["on_time"] = False
@@ -610,8 +737,27 @@ _EVOLVE: dict[type, Callable[[CaseState, Any], dict[str, Any]]] = {
         "deadlines": _without(s, Clock.ON_SITE),
     },
     DeliberationRecorded: lambda s, e: {"handling_class": e.handling_class, "step": Step.RESOLVE},
-    DepartmentsSummoned: lambda s, e: {"summoned": [*s.summoned, *e.departments]},
+    DeliberationScheduled: lambda s, e: {
+        "talk_day": e.talk_day,
+        "deadlines": _with_deadline(s, e.deadline),
+    },
+    DeadlineStarted: lambda s, e: {
+        "deadlines": {**_without(s, Clock.DELIBERATE), e.deadline.clock: e.deadline}
+    },
+    DepartmentsSummoned: lambda s, e: {
+        "summoned": [*s.summoned, *e.departments],
+        "department_deadlines": {**s.department_deadlines, **e.deadlines},
+    },
     DepartmentReported: lambda s, e: {"reported": [*s.reported, e.department]},
+    DepartmentWarned: lambda s, e: {
+        "department_deadlines": _department(s, e.department, warned=True),
+        "flag": s.flag.worst(Flag.YELLOW),
+    },
+    DepartmentEscalated: lambda s, e: {
+        "department_deadlines": _department(s, e.department, breached=True),
+        "late_departments": [*s.late_departments, e.department],
+        "flag": s.flag.worst(Flag.YELLOW),
+    },
     ResolutionReported: lambda s, e: {
         "step": Step.FEEDBACK,
         "resolved_at": e.occurred_at,

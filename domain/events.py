@@ -8,7 +8,7 @@ the event's JSON without `seq`.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter
@@ -70,16 +70,60 @@ class DeliberationRecorded(EventBase):
     plan: str | None
 
 
+class DeliberationScheduled(EventBase):
+    """The community's agenda put the case on a talk day (周二说事日)."""
+
+    type: Literal["deliberation_scheduled"] = "deliberation_scheduled"
+    talk_day: date
+    agenda_id: str
+    deadline: Deadline  # the deliberation clock, now ending after the talk day
+
+
+class DeadlineStarted(EventBase):
+    """A clock that did not start at dispatch starts now: the resolve clock of a
+    self-governance case once deliberated, or once its talk day has passed without it."""
+
+    type: Literal["deadline_started"] = "deadline_started"
+    reason: Literal["deliberated", "deliberation_missed"]
+    deadline: Deadline
+
+
+# Fields added to an existing event are left out of its JSON while empty, so events
+# recorded before they existed keep their exact content (hash chain, audit replay).
 class DepartmentsSummoned(EventBase):
     type: Literal["departments_summoned"] = "departments_summoned"
     departments: list[OrgId]
     reason: str
+    # each department's clock, when the policy has department limits
+    deadlines: Annotated[dict[OrgId, Deadline], Field(exclude_if=lambda v: not v)] = {}
 
 
 class DepartmentReported(EventBase):
     type: Literal["department_reported"] = "department_reported"
     department: OrgId
     report: str
+    # within its clock? (None: the department had no clock)
+    on_time: Annotated[bool | None, Field(exclude_if=lambda v: v is None)] = None
+
+
+class DepartmentWarned(EventBase):
+    """A summoned department's part nears its deadline (its task's warning timer)."""
+
+    type: Literal["department_warned"] = "department_warned"
+    department: OrgId
+    due_at: datetime
+    policy_version: str
+
+
+class DepartmentEscalated(EventBase):
+    """A summoned department missed its deadline: its part goes to the supervisor of the
+    summoning street (the district officer), and the case is flagged yellow."""
+
+    type: Literal["department_escalated"] = "department_escalated"
+    department: OrgId
+    due_at: datetime
+    to_level: Level
+    policy_version: str
 
 
 class ResolutionReported(EventBase):
@@ -191,8 +235,12 @@ Event = Annotated[
     | CaseClaimed
     | HandlerCheckedIn
     | DeliberationRecorded
+    | DeliberationScheduled
+    | DeadlineStarted
     | DepartmentsSummoned
     | DepartmentReported
+    | DepartmentWarned
+    | DepartmentEscalated
     | ResolutionReported
     | FeedbackRecorded
     | RevisitRecorded

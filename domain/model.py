@@ -179,12 +179,35 @@ class Location(Frozen):
         return [self.grid_id, self.community_id, self.street_id, self.district_id]
 
 
+class ResidentCategory(StrEnum):
+    """Residents who are always asked and always visited (三必问四必访): the revisit policy
+    names what each category requires. Personal data, like the rest of the reporter."""
+
+    OLD_PARTY_MEMBER = "old_party_member"  # 老党员
+    HOUSEHOLD_IN_DIFFICULTY = "household_in_difficulty"  # 困难家庭
+    ELDERLY_LIVING_ALONE = "elderly_living_alone"  # 独居老人
+    REPEAT_PETITIONER = "repeat_petitioner"  # 重复信访人
+
+
+def _distinct_categories(values: list[ResidentCategory]) -> list[ResidentCategory]:
+    if len(set(values)) != len(values):
+        raise ValueError("must not name the same category twice")
+    return values
+
+
 class Reporter(Frozen):
     """The resident who reported the case. Personal data: never logged, never in errors."""
 
     name: ShortText
     phone: Annotated[str, StringConstraints(pattern=r"^\+?[0-9][0-9 -]{4,19}$")] | None = None
     resident_id: ActorId | None = None  # the resident's account, when reported through an app
+    # Left out of the JSON when empty, so reports recorded before categories existed keep
+    # their exact content (the audit compares it, the hash chain covers it).
+    categories: Annotated[
+        list[ResidentCategory],
+        Field(max_length=len(ResidentCategory), exclude_if=lambda v: not v),
+        AfterValidator(_distinct_categories),
+    ] = []
 
 
 class Actor(Frozen):

@@ -7,14 +7,15 @@ every deadline, warning and escalation.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, Field, field_validator
 
-from domain.model import Frozen, Level, Severity
+from domain.calendar import WorkCalendar, working_days_end
+from domain.model import Frozen, Level, ResidentCategory, Severity
 
 
 def _positive(value: timedelta) -> timedelta:
@@ -26,15 +27,36 @@ def _positive(value: timedelta) -> timedelta:
 Limit = Annotated[timedelta, AfterValidator(_positive)]
 
 
+class WorkingDays(Frozen):
+    """A limit in working days (JSON `{"working_days": 5}`): weekends, public holidays and
+    make-up working days as the policy's calendar has them; it ends at local midnight after
+    the last working day (the start day is not counted)."""
+
+    working_days: int = Field(ge=1, le=60)
+
+
+# A limit in natural time (ISO 8601 duration, e.g. "P3D") or in working days.
+Span = Limit | WorkingDays
+
+
 class Clock(StrEnum):
     ON_SITE = "on_site"  # dispatch -> check_in
-    RESOLVE = "resolve"  # dispatch (or reopen, or escalation) -> report_resolution
+    RESOLVE = "resolve"  # dispatch (or reopen, escalation, deliberation) -> report_resolution
     REVISIT = "revisit"  # feedback accepted -> record_revisit
+    DELIBERATE = "deliberate"  # self-governance dispatch -> record_deliberation (talk day)
+    DEPARTMENT = "department"  # summon_departments -> that department's report
 
 
 class CommunityLimits(Frozen):
-    minor: Limit = timedelta(days=1)
-    major: Limit = timedelta(days=3)
+    minor: Span = timedelta(days=1)
+    major: Span = timedelta(days=3)
+
+
+class RevisitRule(Frozen):
+    """What a resident category requires of the revisit (三必问四必访)."""
+
+    in_person: bool = True
+    within: Span | None = None  # None: the policy's revisit limit
 
 
 class DeadlinePolicy(Frozen):
@@ -43,10 +65,23 @@ class DeadlinePolicy(Frozen):
     warn_ratio: float = Field(default=0.8, gt=0, lt=1)
     on_site: Limit = timedelta(minutes=7)
     resolve_community: CommunityLimits = CommunityLimits()
-    resolve_street: Limit = timedelta(days=5)
-    resolve_district: Limit = timedelta(days=5)
-    revisit: Limit = timedelta(days=7)
+    resolve_street: Span = timedelta(days=5)
+    resolve_district: Span = timedelta(days=5)
+    revisit: Span = timedelta(days=7)
     district_reminder: Limit = timedelta(days=1)
+    # The fields below are absent from policies recorded before they existed; absent, the
+    # case behaves as it did then (replay of old histories derives the same events).
+    # A self-governance case waits in deliberation for its community's talk day: this is
+    # the wait before a talk day is set for it (the agenda sets the exact day). None: no
+    # deliberation clock, the resolve clock starts at dispatch.
+    deliberation: Span | None = None
+    # Each summoned department's part (街道吹哨、部门报到). None: no department clocks.
+    department: Span | None = None
+    # Revisit requirements by resident category; the strictest of the reporter's applies.
+    revisit_rules: dict[ResidentCategory, RevisitRule] = {}
+    # Holidays and make-up working days for limits in working days; without one (or
+    # beyond its years) Monday to Friday count and the deadline's label says so.
+    calendar: WorkCalendar | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -61,7 +96,7 @@ class DeadlinePolicy(Frozen):
         """`at` in the policy's timezone: the office's wall clock."""
         return at.astimezone(ZoneInfo(self.timezone))
 
-    def resolve_limit(self, level: Level, severity: Severity) -> timedelta:
+    def resolve_limit(self, level: Level, severity: Severity) -> Span:
         if level is Level.COMMUNITY:
             if severity is Severity.HARD:
                 return self.resolve_street
@@ -70,25 +105,83 @@ class DeadlinePolicy(Frozen):
             return self.resolve_street
         return self.resolve_district
 
-    def limit(self, clock: Clock, level: Level, severity: Severity) -> timedelta:
+    def limit(self, clock: Clock, level: Level, severity: Severity) -> Span:
         if clock is Clock.ON_SITE:
             return self.on_site
         if clock is Clock.REVISIT:
             return self.revisit
+        if clock is Clock.DELIBERATE and self.deliberation is not None:
+            return self.deliberation
+        if clock is Clock.DEPARTMENT and self.department is not None:
+            return self.department
         return self.resolve_limit(level, severity)
 
-    def deadline(self, clock: Clock, level: Level, severity: Severity, start: datetime) -> Deadline:
-        limit = self.limit(clock, level, severity)
+    def end(self, start: datetime, span: Span) -> tuple[datetime, str]:
+        """When `span` from `start` runs out, and a note when the calendar could not
+        count every day (years it does not know: weekends only)."""
+        if isinstance(span, timedelta):
+            return start + span, ""
+        counted = working_days_end(start, span.working_days, ZoneInfo(self.timezone), self.calendar)
+        note = ""
+        if counted.unknown_years:
+            years = ", ".join(str(y) for y in counted.unknown_years)
+            name = self.calendar.name if self.calendar else "no calendar"
+            note = f" (holidays of {years} unknown to {name}: weekends only)"
+        return counted.at, note
+
+    def deadline(
+        self,
+        clock: Clock,
+        level: Level,
+        severity: Severity,
+        start: datetime,
+        *,
+        span: Span | None = None,
+        what: str | None = None,
+    ) -> Deadline:
+        """The clock `clock` from `start`: the policy's limit (or `span`), warned at the
+        policy's ratio of the natural time to its end. `what` replaces the matter and
+        level in the label (e.g. a department's name)."""
+        span = self.limit(clock, level, severity) if span is None else span
+        due, note = self.end(start, span)
+        subject = what or f"{severity.value} matter, {level.value} level"
         return Deadline(
             clock=clock,
             level=level,
             started_at=start,
-            due_at=start + limit,
-            warn_at=start + limit * self.warn_ratio,
-            label=f"{clock.value}: {severity.value} matter, {level.value} level, "
-            f"{format_duration(limit)}",
+            due_at=due,
+            warn_at=start + (due - start) * self.warn_ratio,
+            label=f"{clock.value}: {subject}, {format_span(span)}{note}",
             policy_version=self.version,
         )
+
+    def talk_day_deadline(self, level: Level, started_at: datetime, talk_day: date) -> Deadline:
+        """The deliberation clock of a case put on a talk day's agenda: it runs out at
+        local midnight after the talk day, with no warning before (waiting is expected)."""
+        local_midnight = datetime.combine(talk_day + timedelta(days=1), datetime.min.time())
+        due = local_midnight.replace(tzinfo=ZoneInfo(self.timezone))
+        return Deadline(
+            clock=Clock.DELIBERATE,
+            level=level,
+            started_at=started_at,
+            due_at=due,
+            warn_at=due,
+            label=f"deliberate: talk day {talk_day.isoformat()}",
+            policy_version=self.version,
+        )
+
+    def revisit_rule(self, categories: list[ResidentCategory]) -> RevisitRule:
+        """The strictest rule of the reporter's categories: in person if any requires it,
+        the shortest interval of those that set one."""
+        rules = [self.revisit_rules[c] for c in categories if c in self.revisit_rules]
+        spans = [r.within for r in rules if r.within is not None]
+        within = min(spans, key=lambda s: self._rough(s)) if spans else None
+        return RevisitRule(in_person=any(r.in_person for r in rules), within=within)
+
+    @staticmethod
+    def _rough(span: Span) -> timedelta:
+        # to pick the shortest of several limits: a working day is taken as 1.4 days
+        return span if isinstance(span, timedelta) else timedelta(days=1.4 * span.working_days)
 
 
 class Deadline(Frozen):
@@ -125,6 +218,13 @@ class Deadline(Frozen):
         return self.model_copy(update=update)
 
 
+def format_span(span: Span) -> str:
+    if isinstance(span, timedelta):
+        return format_duration(span)
+    n = span.working_days
+    return f"{n} working day{'s' if n != 1 else ''}"
+
+
 def format_duration(value: timedelta) -> str:
     seconds = int(value.total_seconds())
     days, rest = divmod(seconds, 86400)
@@ -138,4 +238,19 @@ def format_duration(value: timedelta) -> str:
     return " ".join(parts) or f"{seconds} seconds"
 
 
-DEFAULT_POLICY = DeadlinePolicy(version="7135-2026.1")
+DEFAULT_POLICY = DeadlinePolicy(
+    version="7135-2026.2",
+    # a weekly talk day is at most a week away; the agenda sets the exact day
+    deliberation=timedelta(days=8),
+    department=WorkingDays(working_days=3),
+    revisit_rules={
+        ResidentCategory.OLD_PARTY_MEMBER: RevisitRule(),
+        ResidentCategory.REPEAT_PETITIONER: RevisitRule(),
+        ResidentCategory.HOUSEHOLD_IN_DIFFICULTY: RevisitRule(within=timedelta(days=3)),
+        ResidentCategory.ELDERLY_LIVING_ALONE: RevisitRule(within=timedelta(days=3)),
+    },
+)
+"""The built-in policy (7135, seed 004). Version 2026.2 added the deliberation clock,
+department clocks in working days and the revisit rules; 2026.1 had none of them. The
+calendar is attached where the policy is loaded (caseloop.settings), from the
+chinese-calendar package."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from domain.commands import OpenCase
 from domain.model import (
@@ -47,6 +47,10 @@ class CaseState(Frozen):
     on_time: bool = True  # no resolve deadline breached so far
     summoned: list[OrgId] = []
     reported: list[OrgId] = []
+    # each summoned department's clock (its task workflow runs the timers)
+    department_deadlines: dict[OrgId, Deadline] = {}
+    late_departments: list[OrgId] = []  # escalated for missing their deadline
+    talk_day: date | None = None  # the talk day the community's agenda set
     pending_extension: PendingExtension | None = None
     resolved_at: datetime | None = None
     satisfaction: Satisfaction | None = None

@@ -11,6 +11,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import date
 from typing import Any
 
 import asyncpg
@@ -22,10 +23,14 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.db import create_pool, migrate
+from caseloop.calendars import with_library_calendar
 from caseloop.client import CaseClient, Opened
 from domain.policy import DEFAULT_POLICY
 from support import BIN, CONVERTER, KEYRING
 from worker import build_worker, register_search_attributes
+
+# the policy as the worker loads it: the built-in one with the holiday calendar
+POLICY = with_library_calendar(DEFAULT_POLICY, date.today())
 
 if "XDG_RUNTIME_DIR" not in os.environ:  # embedded PostgreSQL asks for one
     os.environ["XDG_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="caseloop-run-")
@@ -89,7 +94,7 @@ def case_worker(pool: asyncpg.Pool, task_queue: str) -> Callable[[Client], Worke
 
     def make(client: Client) -> Worker:
         return build_worker(
-            client, pool, DEFAULT_POLICY, task_queue, keyring=KEYRING, fail_fast=True
+            client, pool, POLICY, task_queue, keyring=KEYRING, fail_fast=True
         )
 
     return make

@@ -15,15 +15,30 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.workflow import ParentClosePolicy
 
 from activities.contract import CHAIN_CONFLICT, LOAD_POLICY, RECORD_EVENTS, Appended, EventBatch
-from domain.commands import COMMANDS, CheckDeadlines, parse_command, parse_open_case
+from domain.commands import (
+    COMMANDS,
+    CheckDeadlines,
+    CheckDepartment,
+    parse_command,
+    parse_open_case,
+)
 from domain.decider import decide, evolve, open_case
 from domain.errors import DomainError
-from domain.events import Event
+from domain.events import CaseArchived, DepartmentReported, DepartmentsSummoned, Event
 from domain.model import Frozen
 from domain.policy import Deadline, DeadlinePolicy, format_duration
 from domain.state import CaseRecord, CaseState, CaseSummary, record, summary
+from workflows.department import (
+    CLOCK_SIGNAL,
+    REPORTED_SIGNAL,
+    DepartmentTaskInput,
+    DepartmentTaskWorkflow,
+    task_id,
+    task_search_attributes,
+)
 from workflows.search import search_updates
 
 # Error types a caller can tell apart (`ApplicationError.type`).
@@ -50,6 +65,8 @@ _APPLIED_CARRIED = 2000
 # Versioning (README "Changing the workflow"): each id marks one change of the commands
 # the workflow emits; histories recorded before it replay through the old branch.
 PATCH_POLICY_LOCAL = "policy-as-local-activity"
+# summoned departments with clocks get a DepartmentTask child workflow each
+PATCH_DEPARTMENT_TASKS = "department-tasks"
 
 
 class Continued(Frozen):
@@ -266,6 +283,78 @@ class CaseWorkflow:
         if updates:
             workflow.upsert_search_attributes(updates)
         workflow.set_current_details(details(state, self._policy_))
+        await self._department_tasks(stamped, state)
+
+    # ------------------------------------------------------------------ departments
+
+    async def _department_tasks(self, events: list[Event], state: CaseState) -> None:
+        """Start a task per summoned department with a clock, tell a task its department
+        has reported, cancel the open tasks of a case that ends. Called with the lock held,
+        after the events are recorded."""
+        for event in events:
+            if isinstance(event, DepartmentsSummoned) and event.deadlines:
+                if not workflow.patched(PATCH_DEPARTMENT_TASKS):
+                    return
+                for department, deadline in event.deadlines.items():
+                    await self._start_department_task(state, department, deadline)
+            elif isinstance(event, DepartmentReported) and event.on_time is not None:
+                await self._tell_task(
+                    event.department, {"reported_at": event.occurred_at.isoformat()}
+                )
+            elif isinstance(event, CaseArchived):
+                for department in state.department_deadlines:
+                    if department not in state.reported:
+                        await self._tell_task(department, None)
+
+    async def _start_department_task(
+        self, state: CaseState, department: str, deadline: Deadline
+    ) -> None:
+        location = state.case.location
+        task = DepartmentTaskInput(
+            case_id=state.case_id,
+            department=department,
+            orgs=[location.street_id, location.district_id],
+            deadline=deadline,
+            timezone=self._policy_.timezone,
+        )
+        await workflow.start_child_workflow(
+            DepartmentTaskWorkflow.run,
+            task.model_dump(mode="json"),
+            id=task_id(state.case_id, department),
+            # the task outlives a continue-as-new of the case; it reaches the case by id
+            parent_close_policy=ParentClosePolicy.ABANDON,
+            search_attributes=task_search_attributes(task),
+            static_summary=f"department {department}: {state.case.title}",
+        )
+
+    async def _tell_task(self, department: str, reported: dict[str, Any] | None) -> None:
+        """Signal a department's task (None: cancel it). A task an operator ended
+        already is no reason to fail the case."""
+        handle = workflow.get_external_workflow_handle(task_id(self._ready.case_id, department))
+        try:
+            if reported is None:
+                await handle.cancel()
+            else:
+                await handle.signal(REPORTED_SIGNAL, reported)
+        except Exception:
+            workflow.logger.warning("department task not reachable", extra={"d": department})
+
+    @workflow.signal(name=CLOCK_SIGNAL)
+    async def department_clock(self, payload: Any) -> None:
+        """A department's task: its clock needs attention. The decider looks at the clock
+        itself, so an early, repeated or forged signal records nothing."""
+        try:
+            command = CheckDepartment.model_validate(
+                {"department": payload.get("department")} if isinstance(payload, dict) else {}
+            )
+        except ValueError:
+            workflow.logger.warning("department_clock signal without a valid department")
+            return
+        await workflow.wait_condition(lambda: self._state is not None)
+        async with self._lock:
+            events = decide(self._ready, command, workflow.now(), self._policy_)
+            if events:
+                await self._commit(events, None)
 
     @property
     def _ready(self) -> CaseState:
@@ -296,6 +385,7 @@ class CaseWorkflow:
     claim = _command_update("claim")
     check_in = _command_update("check_in")
     record_deliberation = _command_update("record_deliberation")
+    schedule_deliberation = _command_update("schedule_deliberation")
     summon_departments = _command_update("summon_departments")
     record_department_report = _command_update("record_department_report")
     report_resolution = _command_update("report_resolution")

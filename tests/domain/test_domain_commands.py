@@ -316,6 +316,7 @@ def test_the_update_names_are_the_public_contract() -> None:
         "claim",
         "check_in",
         "record_deliberation",
+        "schedule_deliberation",
         "summon_departments",
         "record_department_report",
         "report_resolution",

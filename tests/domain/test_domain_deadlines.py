@@ -39,7 +39,7 @@ NewStory = Callable[..., "Story"]
 SECOND = timedelta(seconds=1)
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
-VERSION = "7135-2026.1"
+VERSION = "7135-2026.2"
 
 
 def types(events: list[Event]) -> list[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pytest
@@ -25,6 +25,7 @@ from domain.commands import (
     ReportResolution,
     RequestExtension,
     ReturnCase,
+    ScheduleDeliberation,
     SummonDepartments,
     Withdraw,
     parse_open_case,
@@ -94,7 +95,7 @@ def test_open_case(t0: datetime, open_payload_of: Callable[..., dict[str, object
     assert isinstance(event, CaseOpened)
     assert event.case_id == "case-hotline_12345-T-0001"
     assert event.case == case
-    assert event.policy_version == "7135-2026.1"
+    assert event.policy_version == "7135-2026.2"
     assert event.occurred_at == t0 and event.actor is None
     state = evolve(None, event.model_copy(update={"seq": 1}))
     assert state.case_id == "case-hotline_12345-T-0001"
@@ -171,11 +172,11 @@ def test_dispatch_a_minor_matter_to_the_community(story: NewStory, actors: Actor
     assert state.deadlines[Clock.RESOLVE].due_at == now + DAY
     assert state.deadlines[Clock.ON_SITE].due_at == now + timedelta(minutes=7)
     assert state.due_at == now + DAY
-    assert all(d.policy_version == "7135-2026.1" for d in state.deadlines.values())
+    assert all(d.policy_version == "7135-2026.2" for d in state.deadlines.values())
 
 
 def test_dispatch_a_major_matter(story: NewStory) -> None:
-    s = story(severity=Severity.MAJOR, handling_class=HandlingClass.SELF_GOVERNANCE)
+    s = story(severity=Severity.MAJOR, handling_class=HandlingClass.JOINT)
     s.dispatch()
     assert s.state.level is Level.COMMUNITY
     assert s.state.deadlines[Clock.RESOLVE].due_at == s.DISPATCH_AT + 3 * DAY
@@ -738,7 +739,7 @@ def test_feedback_rejected_reopens_the_case_with_a_fresh_clock(
     assert reopened.deadline.clock is Clock.RESOLVE
     assert reopened.deadline.started_at == now
     assert reopened.deadline.due_at == now + DAY
-    assert reopened.deadline.policy_version == "7135-2026.1"
+    assert reopened.deadline.policy_version == "7135-2026.2"
     state = s.state
     assert state.step is Step.RESOLVE
     assert state.reopen_count == 1
@@ -1152,6 +1153,7 @@ def test_an_archived_case_accepts_nothing(story: NewStory, actors: Actors) -> No
         Claim(actor=actors.grid_worker),
         CheckIn(actor=actors.grid_worker),
         RecordDeliberation(actor=actors.grid_worker, participants=["a"], decision="d"),
+        ScheduleDeliberation(actor=actors.system, talk_day=date(2027, 1, 5), agenda_id="C-01/x"),
         summon(actors.street_officer, "water"),
         RecordDepartmentReport(actor=actors.water, report="r"),
         ReportResolution(actor=actors.grid_worker, summary="s"),

@@ -21,7 +21,7 @@ from domain.policy import (
 
 def test_the_7135_defaults() -> None:
     p = DEFAULT_POLICY
-    assert p.version == "7135-2026.1"
+    assert p.version == "7135-2026.2"
     assert p.timezone == "Asia/Shanghai"
     assert p.warn_ratio == 0.8
     assert p.on_site == timedelta(minutes=7)
@@ -128,7 +128,7 @@ def test_deadline(
     assert d.due_at == t0 + limit
     assert d.warn_at == t0 + limit * 0.8
     assert d.label == label
-    assert d.policy_version == "7135-2026.1"
+    assert d.policy_version == "7135-2026.2"
     assert not d.warned and not d.breached and d.remind_at is None
 
 

@@ -57,6 +57,7 @@ from domain.events import (
     CaseReopened,
     CaseReturned,
     CaseWithdrawn,
+    DeadlineStarted,
     Event,
     ExtensionDecided,
     RevisitRecorded,
@@ -153,6 +154,7 @@ INSIDERS: dict[str, list[str]] = {
     "claim": HANDLERS,
     "check_in": HANDLERS,
     "record_deliberation": HANDLERS,
+    "schedule_deliberation": ["system", "community_admin", "grid_worker"],
     "summon_departments": ["community_admin", "street_officer", "district_officer"],
     "record_department_report": [*DEPARTMENT_ACTORS, "parks"],
     "report_resolution": HANDLERS,
@@ -167,9 +169,10 @@ INSIDERS: dict[str, list[str]] = {
 }
 # The commands that move a case on from each step.
 USEFUL: dict[Step, list[str]] = {
-    Step.COLLECT: ["dispatch", "claim", "return_case"],
+    Step.COLLECT: ["dispatch", "claim", "return_case", "schedule_deliberation"],
     Step.DELIBERATE: [
         "record_deliberation",
+        "schedule_deliberation",
         "check_in",
         "request_extension",
         "decide_extension",
@@ -221,6 +224,12 @@ PAYLOADS: dict[str, st.SearchStrategy[dict[str, Any]]] = {
         {"participants": PARTICIPANTS, "decision": TEXT},
         optional={"handling_class": st.sampled_from([None, *CLASSES]), "plan": TEXT},
     ),
+    "schedule_deliberation": st.fixed_dictionaries(
+        {
+            "talk_day": st.sampled_from(["2026-11-20", "2026-11-24", "2026-12-01", "2027-01-05"]),
+            "agenda_id": st.just("C-01/talk-day"),
+        }
+    ),
     "summon_departments": st.fixed_dictionaries({"departments": DEPARTMENTS, "reason": TEXT}),
     "record_department_report": st.fixed_dictionaries({"report": TEXT}),
     "report_resolution": st.fixed_dictionaries({"summary": TEXT}),
@@ -256,6 +265,7 @@ ARCHIVE_PAYLOADS: dict[str, dict[str, Any]] = {
     "claim": {},
     "check_in": {},
     "record_deliberation": {"participants": ["{name}"], "decision": "fix it"},
+    "schedule_deliberation": {"talk_day": "2027-01-05", "agenda_id": "C-01/2027-01-05"},
     "summon_departments": {"departments": ["water"], "reason": "pipes"},
     "record_department_report": {"report": "done"},
     "report_resolution": {"summary": "done"},
@@ -637,8 +647,14 @@ class CaseLife(RuleBasedStateMachine):
         cur = new.deadlines.get(Clock.RESOLVE)
         if cur is not None:
             assert cur.level is new.level, "the resolve clock runs at another level than the case"
-        if isinstance(e, CaseDispatched | CaseReopened):
+        if isinstance(e, CaseReopened) or (
+            isinstance(e, CaseDispatched) and any(d.clock is Clock.RESOLVE for d in e.deadlines)
+        ):
             assert cur is not None and cur.started_at == e.occurred_at
+        elif isinstance(e, DeadlineStarted):
+            # a self-governance case's resolve clock: once deliberated, or after its wait
+            assert old is None and cur == e.deadline
+            assert cur.started_at <= e.occurred_at
         elif isinstance(e, CaseEscalated):
             assert old is not None and cur is not None
             assert cur.started_at == old.due_at and cur.due_at > old.due_at

@@ -45,7 +45,7 @@ DAY = timedelta(days=1)
 def full_lifecycle(story: NewStory, actors: Actors) -> Story:
     """Everything a case can live through: warning, extension, note, escalation, a rejected
     feedback (reopen), an unsatisfied revisit (reopen), and at last a satisfied revisit."""
-    s = story(severity=Severity.MAJOR, handling_class=HandlingClass.SELF_GOVERNANCE)
+    s = story(severity=Severity.MAJOR, handling_class=HandlingClass.JOINT)
     s.advance(Step.RESOLVE)
     d = s.DISPATCH_AT
     s.run(AddNote(actor=actors.resident, text="the light flickers at night"), d + 2 * HOUR)
@@ -139,7 +139,7 @@ def test_the_record_of_an_archived_case(story: NewStory, actors: Actors) -> None
         "D-01",
     )
     assert r.severity is Severity.MAJOR
-    assert r.handling_class is HandlingClass.SELF_GOVERNANCE
+    assert r.handling_class is HandlingClass.JOINT
     assert r.final_level is Level.STREET
     assert r.opened_at == s.state.opened_at
     assert r.dispatched_at == s.DISPATCH_AT
@@ -149,7 +149,7 @@ def test_the_record_of_an_archived_case(story: NewStory, actors: Actors) -> None
     assert (r.escalation_count, r.reopen_count, r.return_count) == (1, 2, 0)
     assert r.satisfaction is Satisfaction.SATISFIED
     assert r.merged_into is None
-    assert r.policy_version == "7135-2026.1"
+    assert r.policy_version == "7135-2026.2"
     # the record carries no personal data of the resident
     dumped = r.model_dump_json()
     assert "13800138000" not in dumped and "王阿姨" not in dumped

@@ -1,0 +1,145 @@
+"""DepartmentTask: one summoned department's part of a case (街道吹哨、部门报到).
+
+The case starts one child workflow per department it summons. The child holds that
+department's clock as durable timers: at the warning and at the deadline it tells the
+case (signal `department_clock`), which decides and records what follows (a warning, an
+escalation to the street's supervisor) in its own event log. When the department reports
+to the case (the `record_department_report` update), the case tells its task (signal
+`reported`) and the task ends with its outcome: who was late is in both histories.
+
+Operators find the open parts in the UI: `WorkflowType = 'DepartmentTask' AND
+CaseOrgs = 'water'`, late ones with `FlagColor = 'red'`. The task holds no personal data
+beyond the case's title in its (encrypted) summary.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from temporalio import workflow
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import ApplicationError
+
+from domain.errors import validation_message
+from domain.model import Flag, Frozen, OrgId
+from domain.policy import Deadline
+from workflows.search import ASSIGNEE, CASE_ORGS, CASE_STEP, DUE_AT, FLAG_COLOR
+
+WORKFLOW_TYPE = "DepartmentTask"
+INVALID_INPUT = "InvalidCaseInput"
+CLOCK_SIGNAL = "department_clock"  # task -> case: this department's clock needs attention
+REPORTED_SIGNAL = "reported"  # case -> task: the department has reported
+_MIN_TIMER = timedelta(seconds=1)
+
+
+class DepartmentTaskInput(Frozen):
+    case_id: str
+    department: OrgId
+    orgs: list[OrgId]  # the case's street and district: who sees the part in the UI
+    deadline: Deadline
+    timezone: str
+
+
+class DepartmentOutcome(Frozen):
+    case_id: str
+    department: OrgId
+    reported_at: datetime | None  # None: the case ended before the department reported
+    on_time: bool | None
+    warned: bool
+    escalated: bool
+
+
+def task_id(case_id: str, department: str) -> str:
+    return f"{case_id}:department:{department}"
+
+
+def task_search_attributes(task: DepartmentTaskInput) -> TypedSearchAttributes:
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(CASE_ORGS, [task.department, *task.orgs]),
+            SearchAttributePair(ASSIGNEE, task.department),
+            SearchAttributePair(CASE_STEP, "resolve"),
+            SearchAttributePair(DUE_AT, task.deadline.due_at),
+            SearchAttributePair(FLAG_COLOR, Flag.GREEN.value),
+        ]
+    )
+
+
+@workflow.defn(name=WORKFLOW_TYPE)
+class DepartmentTaskWorkflow:
+    def __init__(self) -> None:
+        self._reported_at: datetime | None = None
+        self._warned = False
+        self._escalated = False
+
+    @workflow.run
+    async def run(self, payload: Any) -> DepartmentOutcome:
+        try:
+            task = DepartmentTaskInput.model_validate(payload)
+        except ValueError as exc:
+            raise ApplicationError(
+                validation_message("DepartmentTask", exc), type=INVALID_INPUT, non_retryable=True
+            ) from None
+        deadline = task.deadline
+        while self._reported_at is None and not self._escalated:
+            warn = not self._warned and deadline.warn_at < deadline.due_at
+            at = deadline.warn_at if warn else deadline.due_at
+            try:
+                await workflow.wait_condition(
+                    lambda: self._reported_at is not None,
+                    timeout=max(at - workflow.now(), _MIN_TIMER),
+                    timeout_summary=f"{'warning before ' if warn else ''}deadline of department "
+                    f"{task.department}, due {self._local(deadline.due_at, task.timezone)}",
+                )
+            except TimeoutError:
+                if warn:
+                    self._warned = True
+                else:
+                    self._escalated = True
+                flag = Flag.RED if self._escalated else Flag.YELLOW
+                workflow.upsert_search_attributes([FLAG_COLOR.value_set(flag.value)])
+                await self._tell_case(task)
+        # once escalated the part stays open, without timers, until the department reports
+        # or the case ends (it cancels its open parts)
+        await workflow.wait_condition(lambda: self._reported_at is not None)
+        assert self._reported_at is not None
+        return DepartmentOutcome(
+            case_id=task.case_id,
+            department=task.department,
+            reported_at=self._reported_at,
+            on_time=self._reported_at < deadline.due_at,
+            warned=self._warned,
+            escalated=self._escalated,
+        )
+
+    async def _tell_case(self, task: DepartmentTaskInput) -> None:
+        case = workflow.get_external_workflow_handle(task.case_id)
+        try:
+            await case.signal(CLOCK_SIGNAL, {"department": task.department})
+        except Exception:
+            # the case has ended (archived): nothing is waiting for this part any more
+            workflow.logger.info("case gone; department clock not delivered")
+
+    @staticmethod
+    def _local(at: datetime, timezone: str) -> str:
+        return at.astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M")
+
+    @workflow.signal(name=REPORTED_SIGNAL)
+    def reported(self, payload: Any) -> None:
+        try:
+            at = datetime.fromisoformat(payload["reported_at"])
+        except (TypeError, KeyError, ValueError):
+            workflow.logger.warning("reported signal without a valid reported_at: ignored")
+            return
+        if self._reported_at is None:
+            self._reported_at = at
+
+    @workflow.query(name="outcome")
+    def outcome(self) -> dict[str, Any]:
+        return {
+            "reported_at": self._reported_at,
+            "warned": self._warned,
+            "escalated": self._escalated,
+        }
