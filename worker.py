@@ -23,7 +23,7 @@ import ctypes
 import os
 import signal
 import sys
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -38,14 +38,19 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.agenda import AgendaActivities
 from activities.db import create_pool, migrate
 from activities.store import CaseActivities
 from caseloop import logs
+from caseloop.calendars import calendar_gap
 from caseloop.client import connect
 from caseloop.crypto import Keyring
 from caseloop.settings import Settings, SettingsError
+from caseloop.talkday_schedules import sync_schedules
 from domain.policy import DeadlinePolicy
+from workflows.agenda import TalkDayAgenda
 from workflows.case import CaseWorkflow
+from workflows.department import DepartmentTaskWorkflow
 from workflows.search import ALL_KEYS
 
 log = structlog.get_logger("worker")
@@ -55,7 +60,7 @@ log = structlog.get_logger("worker")
 # sandbox still runs each case apart, and the golden-history replays guard determinism.
 SANDBOX = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules(
-        "domain", "activities.contract", "workflows", "rfc8785"
+        "domain", "activities.contract", "activities.agenda_contract", "workflows", "rfc8785"
     )
 )
 GRACEFUL_SHUTDOWN = timedelta(seconds=10)
@@ -102,11 +107,18 @@ def build_worker(
     fails the workflow *task*, which retries until fixed code is deployed: the case waits,
     it is not lost. `fail_fast` (tests) fails the workflow instead, so a bug shows at once."""
     activities = CaseActivities(pool, policy, keyring)
+    # talk days (docs/talk-days.md): the agenda updates the cases through the client
+    agenda = AgendaActivities(pool, client, task_queue)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[CaseWorkflow],
-        activities=[activities.load_policy, activities.record_events],
+        workflows=[CaseWorkflow, DepartmentTaskWorkflow, TalkDayAgenda],
+        activities=[
+            activities.load_policy,
+            activities.record_events,
+            agenda.collect_agenda,
+            agenda.schedule_case_deliberation,
+        ],
         workflow_runner=SANDBOX,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         workflow_failure_exception_types=[Exception] if fail_fast else [],
@@ -115,13 +127,18 @@ def build_worker(
 
 async def prepare(client: Client, pool: asyncpg.Pool, settings: Settings) -> dict[str, list[str]]:
     """What is done once per start, before serving: migrations and search attributes
-    (both idempotent; migrations take an advisory lock)."""
-    return {
+    (both idempotent; migrations take an advisory lock), and the talk days' schedules
+    when CASE_TALK_DAYS is set (left alone when it is not)."""
+    done = {
         "migrations_applied": await migrate(pool),
         "search_attributes_added": await register_search_attributes(
             client, settings.temporal_namespace
         ),
     }
+    if settings.talk_days_file is not None:
+        synced = await sync_schedules(client, settings.talk_days(), settings.task_queue)
+        done.update({f"talk_day_schedules_{k}": v for k, v in synced.items()})
+    return done
 
 
 def _database_url(settings: Settings) -> str:
@@ -153,6 +170,9 @@ async def run(settings: Settings, *, prepared: bool = False) -> None:
             **done,
             encryption_keys=settings.keyring.key_ids if settings.keyring else [],
         )
+        gap = calendar_gap(policy, date.today())
+        if gap:
+            log.warning(gap)
         if settings.keyring is None:
             log.warning(
                 "CASE_ENCRYPTION_KEYS is not set: residents' personal data goes to Temporal "

@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
+from caseloop.calendars import with_library_calendar
 from caseloop.crypto import Keyring, KeyringError
 from domain.errors import validation_message
 from domain.policy import DEFAULT_POLICY, DeadlinePolicy
+from domain.talkdays import TalkDays
 
 DEFAULT_TASK_QUEUE = "grievance-cases"
 
@@ -33,6 +36,7 @@ class Settings:
     keyring: Keyring | None = None  # CASE_ENCRYPTION_KEYS; None: payloads in clear text
     codec_token: str | None = None  # CASE_CODEC_TOKEN: what the codec server requires
     codec_ui_origin: str | None = None  # CASE_CODEC_UI_ORIGIN: a UI origin let in without it
+    talk_days_file: Path | None = None  # CASE_TALK_DAYS: the communities' talk days (JSON)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -81,17 +85,36 @@ class Settings:
             keyring=keyring,
             codec_token=token,
             codec_ui_origin=e.get("CASE_CODEC_UI_ORIGIN") or None,
+            talk_days_file=path("CASE_TALK_DAYS"),
         )
 
-    def policy(self) -> DeadlinePolicy:
-        """The built-in 7135 policy, or the one in CASE_POLICY (JSON)."""
-        if self.policy_file is None:
-            return DEFAULT_POLICY
+    def policy(self, today: date | None = None) -> DeadlinePolicy:
+        """The built-in 7135 policy, or the one in CASE_POLICY (JSON). A policy without a
+        calendar of its own gets the chinese-calendar package's holidays, from last year
+        on (the policy travels in every case's history: it carries no more years than
+        needed)."""
+        policy = DEFAULT_POLICY
+        if self.policy_file is not None:
+            try:
+                policy = DeadlinePolicy.model_validate_json(self.policy_file.read_bytes())
+            except ValueError as exc:
+                raise SettingsError(
+                    validation_message(f"CASE_POLICY {self.policy_file}", exc)
+                ) from None
+        if policy.calendar is None:
+            policy = with_library_calendar(policy, today or date.today())
+        return policy
+
+    def talk_days(self) -> TalkDays:
+        """The communities' talk days in CASE_TALK_DAYS (JSON, docs/talk-days.md); none
+        when it is not set."""
+        if self.talk_days_file is None:
+            return TalkDays()
         try:
-            return DeadlinePolicy.model_validate_json(self.policy_file.read_bytes())
+            return TalkDays.model_validate_json(self.talk_days_file.read_bytes())
         except ValueError as exc:
             raise SettingsError(
-                validation_message(f"CASE_POLICY {self.policy_file}", exc)
+                validation_message(f"CASE_TALK_DAYS {self.talk_days_file}", exc)
             ) from None
 
 

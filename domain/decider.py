@@ -222,7 +222,11 @@ def _deliberate(
     ]
     if Clock.DELIBERATE in state.deadlines:
         resolve = policy.deadline(Clock.RESOLVE, state.level, state.severity, now)
-        events.append(DeadlineStarted(occurred_at=now, reason="deliberated", deadline=resolve))
+        events.append(
+            DeadlineStarted(
+                occurred_at=now, actor=cmd.actor, reason="deliberated", deadline=resolve
+            )
+        )
     return events
 
 

@@ -120,7 +120,11 @@ async def test_read_model_and_ledger_follow_the_events(pool: asyncpg.Pool) -> No
 async def test_migrations_apply_once_and_are_recorded(pool: asyncpg.Pool) -> None:
     assert await migrate(pool) == []
     names = await pool.fetch("SELECT name FROM schema_migrations ORDER BY name")
-    assert [r["name"] for r in names] == ["001_event_store.sql", "002_reports.sql"]
+    assert [r["name"] for r in names] == [
+        "001_event_store.sql",
+        "002_reports.sql",
+        "003_talk_days.sql",
+    ]
 
 
 async def test_events_of_different_cases_do_not_interfere(pool: asyncpg.Pool) -> None:

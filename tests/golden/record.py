@@ -16,7 +16,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +26,20 @@ sys.path[:0] = [str(HERE.parent.parent), str(HERE.parent)]
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from activities.db import create_pool, migrate  # noqa: E402
+from caseloop.calendars import with_library_calendar  # noqa: E402
 from caseloop.client import CaseClient, data_converter  # noqa: E402
 from caseloop.crypto import Keyring  # noqa: E402
 from domain.policy import DEFAULT_POLICY  # noqa: E402
 from support import (  # noqa: E402
     BIN,
+    COMMUNITY,
     COMMUNITY_ADMIN,
     DISTRICT_OFFICER,
     GRID_WORKER,
     LIFECYCLE,
     RESIDENT,
+    STREET,
+    actor,
     report,
 )
 from worker import build_worker, register_search_attributes  # noqa: E402
@@ -89,11 +93,62 @@ async def withdrawn(client: CaseClient, env: WorkflowEnvironment, case_id: str) 
     )
 
 
+async def joint(client: CaseClient, env: WorkflowEnvironment, case_id: str) -> None:
+    """A hard matter at the street: two departments summoned (DepartmentTask children with
+    clocks in working days), one reports at once, the other late (warned, escalated)."""
+    street = actor("street_officer", STREET, "so-1")
+    steps: list[tuple[str, dict[str, Any]]] = [
+        ("dispatch", {"actor": COMMUNITY_ADMIN, "severity": "hard", "handling_class": "joint"}),
+        ("claim", {"actor": street}),
+        (
+            "record_deliberation",
+            {"actor": street, "participants": ["街道", "水务", "派出所"], "decision": "联合处置"},
+        ),
+        (
+            "summon_departments",
+            {"actor": street, "departments": ["water", "police"], "reason": "管网破裂"},
+        ),
+        ("record_department_report", {"actor": actor("department", "water"), "report": "已关阀"}),
+    ]
+    for name, payload in steps:
+        await client.send(case_id, name, payload, command_id=f"{case_id}-{name}")
+    await env.sleep(6 * DAY)  # three working days and a weekend at most: police is late
+    late = [
+        ("record_department_report", {"actor": actor("department", "police"), "report": "已疏导"}),
+        ("report_resolution", {"actor": street, "summary": "联合处置完毕"}),
+        *LIFECYCLE[5:],
+    ]
+    for name, payload in late:
+        await client.send(case_id, name, payload, command_id=f"{case_id}-late-{name}")
+
+
+async def talkday(client: CaseClient, env: WorkflowEnvironment, case_id: str) -> None:
+    """A self-governance case waits for the talk day the agenda gives it, is deliberated
+    there (the resolve clock starts) and resolved."""
+    dispatch = {"actor": COMMUNITY_ADMIN, "severity": "major", "handling_class": "self_governance"}
+    await client.send(case_id, "dispatch", dispatch, command_id=f"{case_id}-dispatch")
+    await client.send(case_id, "claim", {"actor": GRID_WORKER}, command_id=f"{case_id}-claim")
+    await client.send(case_id, "check_in", {"actor": GRID_WORKER}, command_id=f"{case_id}-check-in")
+    state = await client.state(case_id)
+    talk_day = DEFAULT_POLICY.local(state.updated_at).date() + timedelta(days=2)
+    schedule = {
+        "actor": actor("system", COMMUNITY, "talk-day-agenda"),
+        "talk_day": talk_day.isoformat(),
+        "agenda_id": f"{COMMUNITY}/{talk_day}",
+    }
+    await client.send(case_id, "schedule_deliberation", schedule, command_id=f"{case_id}-agenda")
+    await env.sleep(DAY)
+    for name, payload in LIFECYCLE[3:]:
+        await client.send(case_id, name, payload, command_id=f"{case_id}-{name}")
+
+
 LIFECYCLES: dict[str, Lifecycle] = {
     "plain": plain,
     "reopened": reopened,
     "escalated": escalated,
     "withdrawn": withdrawn,
+    "joint": joint,
+    "talkday": talkday,
 }
 
 
@@ -113,8 +168,9 @@ async def record_all(out: Path) -> None:
         try:
             await register_search_attributes(env.client, env.client.namespace)
             client = CaseClient(env.client, "golden")
+            policy = with_library_calendar(DEFAULT_POLICY, date.today())
             worker = build_worker(
-                env.client, pool, DEFAULT_POLICY, "golden", keyring=KEYRING, fail_fast=True
+                env.client, pool, policy, "golden", keyring=KEYRING, fail_fast=True
             )
             async with worker:
                 for name, lifecycle in LIFECYCLES.items():

@@ -1,0 +1,142 @@
+"""The social process on the time-skipping test server: departments summoned by the street
+run as DepartmentTask child workflows with their own clocks in working days, and a
+self-governance case that misses its talk day is flagged and put on the resolve clock."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from caseloop.client import CaseClient
+from domain.events import (
+    DeadlineBreached,
+    DeadlineStarted,
+    DepartmentEscalated,
+    DepartmentReported,
+    DepartmentsSummoned,
+    DepartmentWarned,
+)
+from domain.model import Flag
+from domain.policy import Clock
+from support import COMMUNITY, COMMUNITY_ADMIN, GRID_WORKER, STREET_OFFICER, actor, report
+from workflows.department import DepartmentOutcome, task_id
+
+MakeWorker = Callable[[Any], Worker]
+DAY = timedelta(days=1)
+WATER = actor("department", "water", "water-duty")
+POLICE = actor("department", "police", "police-duty")
+
+
+async def test_departments_run_their_own_clocks_and_the_late_one_is_escalated(
+    ts_env: WorkflowEnvironment, ts_client: CaseClient, case_worker: MakeWorker
+) -> None:
+    client = ts_client
+    tasks: list[str] = []
+    try:
+        async with case_worker(ts_env.client):
+            opened = await client.open_case(report())
+            case = opened.case_id
+            await client.send(
+                case,
+                "dispatch",
+                {"actor": COMMUNITY_ADMIN, "severity": "hard", "handling_class": "joint"},
+            )
+            await client.send(case, "claim", {"actor": STREET_OFFICER})
+            deliberation = {"participants": ["街道", "水务", "派出所"], "decision": "联合处置"}
+            await client.send(
+                case, "record_deliberation", {"actor": STREET_OFFICER, **deliberation}
+            )
+            await client.send(
+                case,
+                "summon_departments",
+                {"actor": STREET_OFFICER, "departments": ["water", "police"], "reason": "管网"},
+            )
+            tasks = [task_id(case, "water"), task_id(case, "police")]
+            state = await client.state(case)
+            due = state.department_deadlines["police"].due_at
+            # water reports at once; police lets its clock run out
+            await client.send(case, "record_department_report", {"actor": WATER, "report": "ok"})
+            water = await ts_env.client.get_workflow_handle(
+                tasks[0], result_type=DepartmentOutcome
+            ).result()
+            await ts_env.sleep(due - state.updated_at + timedelta(hours=1))
+            late = await client.state(case)
+            police = ts_env.client.get_workflow_handle(tasks[1], result_type=DepartmentOutcome)
+            running = (await police.describe()).status
+            await client.send(case, "record_department_report", {"actor": POLICE, "report": "ok"})
+            police_outcome = await police.result()
+            events = await client.events(case)
+            await client.send(
+                case, "report_resolution", {"actor": STREET_OFFICER, "summary": "修复"}
+            )
+    finally:
+        for task in tasks:
+            with contextlib.suppress(RPCError):  # closed already
+                await ts_env.client.get_workflow_handle(task).terminate("test finished")
+
+    [summoned] = [e for e in events if isinstance(e, DepartmentsSummoned)]
+    assert set(summoned.deadlines) == {"water", "police"}
+    # three working days, ending at local midnight (Asia/Shanghai)
+    local_due = summoned.deadlines["police"].due_at.astimezone(ZoneInfo("Asia/Shanghai"))
+    assert (local_due.hour, local_due.minute) == (0, 0)
+    assert "3 working days" in summoned.deadlines["police"].label
+    # the task's timers reached the case: a warning, then the escalation
+    warned = [e for e in events if isinstance(e, DepartmentWarned)]
+    escalated = [e for e in events if isinstance(e, DepartmentEscalated)]
+    assert [e.department for e in warned] == ["police"]
+    assert [e.department for e in escalated] == ["police"] and escalated[0].due_at == due
+    assert escalated[0].occurred_at >= due
+    assert late.late_departments == ["police"] and late.flag is Flag.YELLOW
+    assert running is WorkflowExecutionStatus.RUNNING  # the escalated part stays open
+    reports = {e.department: e.on_time for e in events if isinstance(e, DepartmentReported)}
+    assert reports == {"water": True, "police": False}
+    # each task's own result says the same
+    assert water.on_time is True and not water.warned and not water.escalated
+    assert police_outcome.on_time is False and police_outcome.warned and police_outcome.escalated
+
+
+async def test_a_self_governance_case_that_misses_its_talk_day_goes_on_the_resolve_clock(
+    ts_env: WorkflowEnvironment, ts_client: CaseClient, case_worker: MakeWorker
+) -> None:
+    client = ts_client
+    async with case_worker(ts_env.client):
+        opened = await client.open_case(report())
+        case = opened.case_id
+        await client.send(
+            case,
+            "dispatch",
+            {"actor": COMMUNITY_ADMIN, "severity": "major", "handling_class": "self_governance"},
+        )
+        await client.send(case, "claim", {"actor": GRID_WORKER})
+        await client.send(case, "check_in", {"actor": GRID_WORKER})
+        waiting = await client.state(case)
+        today = waiting.updated_at.astimezone(ZoneInfo("Asia/Shanghai")).date()
+        talk_day = today + timedelta(days=2)
+        agenda = actor("system", COMMUNITY, "talk-day-agenda")
+        await client.send(
+            case,
+            "schedule_deliberation",
+            {"actor": agenda, "talk_day": talk_day.isoformat(), "agenda_id": f"C-01/{talk_day}"},
+        )
+        scheduled = await client.state(case)
+        await ts_env.sleep(scheduled.deadlines[Clock.DELIBERATE].due_at - waiting.updated_at + DAY)
+        after = await client.state(case)
+        events = await client.events(case)
+
+    assert Clock.RESOLVE not in waiting.deadlines and Clock.DELIBERATE in waiting.deadlines
+    assert scheduled.talk_day == talk_day
+    [missed] = [e for e in events if isinstance(e, DeadlineBreached)]
+    assert missed.clock is Clock.DELIBERATE and missed.flag is Flag.YELLOW
+    [started] = [e for e in events if isinstance(e, DeadlineStarted)]
+    assert started.reason == "deliberation_missed"
+    assert started.deadline.started_at == scheduled.deadlines[Clock.DELIBERATE].due_at
+    assert after.deadlines[Clock.RESOLVE] == started.deadline
+    assert after.flag is Flag.YELLOW and Clock.DELIBERATE not in after.deadlines
