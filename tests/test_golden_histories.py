@@ -15,20 +15,23 @@ from caseloop.audit import Replayed, history_files, load_history, replay
 from caseloop.client import data_converter
 from caseloop.crypto import Keyring
 from worker import SANDBOX
-from workflows.case import PATCH_POLICY_LOCAL, CaseWorkflow
+from workflows.case import PATCH_DEPARTMENT_TASKS, PATCH_POLICY_LOCAL, CaseWorkflow
 
 GOLDEN = Path(__file__).parent / "golden"
 CONVERTER = data_converter(Keyring.parse((GOLDEN / "keyring.txt").read_text().strip()))
 FILES = list(history_files([GOLDEN]))
 LIFECYCLES = ("plain", "reopened", "escalated", "withdrawn")
+# recorded from v3 on: departments summoned (DepartmentTask children), a talk day
+SOCIAL = ("joint", "talkday")
 
 
 def test_every_generation_holds_every_lifecycle() -> None:
     generations = sorted({f.parent.name for f in FILES})
-    assert generations[:2] == ["v1", "v2"]
+    assert generations[:3] == ["v1", "v2", "v3"]
     for generation in generations:
         names = sorted(f.stem.rsplit("-", 1)[1] for f in FILES if f.parent.name == generation)
-        assert names == sorted(LIFECYCLES), generation
+        expected = LIFECYCLES if generation in ("v1", "v2") else LIFECYCLES + SOCIAL
+        assert names == sorted(expected), generation
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: f"{p.parent.name}-{p.stem.rsplit('-')[-1]}")
@@ -63,6 +66,13 @@ async def test_replay_derives_the_domain_events_of_each_lifecycle() -> None:
     for lifecycle in LIFECYCLES:
         v1, v2 = found[f"v1-{lifecycle}"].events, found[f"v2-{lifecycle}"].events
         assert [e.type for e in v1] == [e.type for e in v2]
+    joint = [e.type for e in found["v3-joint"].events]
+    assert joint.count("department_reported") == 2
+    assert "department_warned" in joint and "department_escalated" in joint
+    talkday = [e.type for e in found["v3-talkday"].events]
+    assert ["deliberation_scheduled", "deliberation_recorded", "deadline_started"] == [
+        t for t in talkday if t.startswith(("deliberation", "deadline_started"))
+    ]
 
 
 @pytest.fixture
@@ -100,3 +110,24 @@ async def test_removing_the_new_branch_breaks_newer_cases(patch_removed: None) -
     assert all(r.failure is not None and "Nondeterminism" in r.failure for r in found.values())
     older = await replayed([f for f in FILES if f.parent.name == "v1"])
     assert all(r.failure is None for r in older.values())
+
+
+@pytest.fixture
+def department_tasks_removed(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Code that no longer starts the department tasks, deployed under running cases."""
+    real = temporalio.workflow.patched
+    monkeypatch.setattr(
+        temporalio.workflow, "patched", lambda id, **kw: id != PATCH_DEPARTMENT_TASKS and real(id)
+    )
+    yield
+
+
+async def test_a_history_with_department_tasks_needs_their_branch(
+    department_tasks_removed: None,
+) -> None:
+    """The joint case started child workflows: without that branch its history no longer
+    replays; histories without summoned departments (all of v1 and v2) are not touched."""
+    found = await replayed([f for f in FILES if f.parent.name == "v3"])
+    assert found["v3-joint"].failure is not None
+    assert "Nondeterminism" in found["v3-joint"].failure
+    assert all(r.failure is None for key, r in found.items() if key != "v3-joint")

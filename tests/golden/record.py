@@ -112,10 +112,15 @@ async def joint(client: CaseClient, env: WorkflowEnvironment, case_id: str) -> N
     ]
     for name, payload in steps:
         await client.send(case_id, name, payload, command_id=f"{case_id}-{name}")
-    await env.sleep(6 * DAY)  # three working days and a weekend at most: police is late
+    state = await client.state(case_id)
+    police_due = state.department_deadlines["police"].due_at
+    await env.sleep(police_due - state.updated_at + timedelta(hours=1))  # police is late
+    # the street's own clock may have run out meanwhile: whoever holds the case resolves it
+    level = (await client.state(case_id)).level
+    handler = DISTRICT_OFFICER if level is not None and level.value == "district" else street
     late = [
         ("record_department_report", {"actor": actor("department", "police"), "report": "已疏导"}),
-        ("report_resolution", {"actor": street, "summary": "联合处置完毕"}),
+        ("report_resolution", {"actor": handler, "summary": "联合处置完毕"}),
         *LIFECYCLE[5:],
     ]
     for name, payload in late:
