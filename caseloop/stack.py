@@ -32,6 +32,8 @@ GRPC_PORT = 7233
 UI_PORT = 8233
 CODEC_PORT = 8081
 RETENTION = "3650d"  # closed histories stay auditable for ten years
+# the communities' talk days when CASE_TALK_DAYS is not set: the demo's community C-01
+EXAMPLE_TALK_DAYS = ROOT / "examples" / "talk-days.json"
 
 
 def say(message: str) -> None:
@@ -65,6 +67,17 @@ def encryption_env(data: Path) -> dict[str, str]:
         "CASE_CODEC_TOKEN": token,
         "CASE_CODEC_UI_ORIGIN": f"http://localhost:{UI_PORT}",
     }
+
+
+def talk_days_env() -> dict[str, str]:
+    """CASE_TALK_DAYS for the worker: the environment's, else the example's talk days, so
+    the demo community's schedule (talk-day-agenda:C-01) exists."""
+    configured = os.environ.get("CASE_TALK_DAYS")
+    if configured:
+        say(f"talk days: {configured} (CASE_TALK_DAYS)")
+        return {}
+    say(f"talk days: {EXAMPLE_TALK_DAYS} (the example; set CASE_TALK_DAYS for your own)")
+    return {"CASE_TALK_DAYS": str(EXAMPLE_TALK_DAYS)}
 
 
 def start_postgres(data: Path) -> tuple[str, object | None]:
@@ -205,12 +218,14 @@ async def main_async(data: Path) -> None:
         worker = start_child(
             "worker",
             [sys.executable, str(ROOT / "worker.py")],
-            {**crypto_env, "DATABASE_URL": database_url},
+            {**crypto_env, "DATABASE_URL": database_url, **talk_days_env()},
             data,
         )
         children.append(("worker", worker))
         seeded = await demo.seed(client)
         say(f"demo cases: {seeded.created} opened, {seeded.existing} already there")
+        if seeded.agenda_triggered:
+            say(f"talk-day agenda drawn up now: schedule {seeded.agenda_triggered} triggered")
         print(
             f"""
   Temporal UI:  http://localhost:{UI_PORT}/namespaces/default/workflows

@@ -1,0 +1,93 @@
+"""The demo cases of `make run` (caseloop/demo.py) against the domain: every command of
+every demo case is accepted (a refused one would stop `make run`), and each case ends
+where it is meant to show its path in the Temporal UI. Pure: no server."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+
+from caseloop import demo
+from caseloop.stack import EXAMPLE_TALK_DAYS
+from domain.commands import parse_command, parse_open_case
+from domain.decider import decide, evolve, open_case
+from domain.model import HandlingClass, Level, Step
+from domain.policy import DEFAULT_POLICY, Clock
+from domain.state import CaseState
+from domain.talkdays import TalkDays
+
+START = datetime.fromisoformat("2026-11-24T09:00:00+08:00")  # a Tuesday
+
+
+def play(case: demo.DemoCase) -> tuple[CaseState, CaseState | None]:
+    """The case after all its commands, and before the last one (None without any)."""
+    payload = demo.report(case.ticket, case.title, case.category, case.description, case.categories)
+    opened = parse_open_case(payload)
+    case_id = f"case-{opened.source.value}-{opened.source_ref}"
+    state: CaseState | None = None
+    for event in open_case(case_id, opened, START, DEFAULT_POLICY):
+        state = evolve(state, event.model_copy(update={"seq": 1}))
+    assert state is not None
+    before = None
+    for index, (name, body) in enumerate(case.commands, start=1):
+        before = state
+        now = START + timedelta(minutes=index)
+        events = decide(state, parse_command(name, body), now, DEFAULT_POLICY)
+        for seq, event in enumerate(events, start=state.version + 1):
+            state = evolve(state, event.model_copy(update={"seq": seq}))
+    return state, before
+
+
+CASES = {case.ticket: case for case in demo.DEMO_CASES}
+
+
+def test_tickets_are_distinct_and_fixed() -> None:
+    assert len(CASES) == len(demo.DEMO_CASES)
+    assert demo.TALK_DAY_CASE in CASES
+
+
+@pytest.mark.parametrize("ticket", sorted(CASES))
+def test_every_command_is_accepted(ticket: str) -> None:
+    play(CASES[ticket])  # decide raises DomainError on a refusal
+
+
+def test_the_example_talk_days_configure_the_demo_community() -> None:
+    talk_days = TalkDays.model_validate_json(EXAMPLE_TALK_DAYS.read_bytes())
+    rules = {r.community_id: r for r in talk_days.communities}
+    assert rules[demo.COMMUNITY].street_id == demo.STREET
+
+
+def test_self_governance_case_waits_for_its_talk_day() -> None:
+    state, _ = play(CASES[demo.TALK_DAY_CASE])
+    assert state.handling_class is HandlingClass.SELF_GOVERNANCE
+    assert state.step is Step.DELIBERATE and state.checked_in_at is not None
+    assert Clock.DELIBERATE in state.deadlines and Clock.RESOLVE not in state.deadlines
+
+
+def test_joint_case_has_one_department_reported_and_one_open() -> None:
+    state, _ = play(CASES["DEMO-010"])
+    assert state.level is Level.STREET and state.step is Step.RESOLVE
+    assert state.summoned == ["water", "police"] and state.reported == ["police"]
+    assert set(state.department_deadlines) == {"water", "police"}
+
+
+def test_returned_case_is_back_in_collect() -> None:
+    state, _ = play(CASES["DEMO-011"])
+    assert state.step is Step.COLLECT and state.return_count == 1 and state.level is None
+
+
+def test_extension_moves_the_resolve_deadline() -> None:
+    state, before = play(CASES["DEMO-012"])
+    assert before is not None and before.pending_extension is not None
+    assert state.pending_extension is None
+    moved = state.deadlines[Clock.RESOLVE].due_at - before.deadlines[Clock.RESOLVE].due_at
+    assert moved == timedelta(days=2)
+
+
+def test_household_in_difficulty_is_revisited_in_person_within_three_days() -> None:
+    state, _ = play(CASES["DEMO-013"])
+    assert state.step is Step.REVISIT
+    revisit = state.deadlines[Clock.REVISIT]
+    assert "in person, 3 days" in revisit.label
+    assert revisit.due_at - revisit.started_at == timedelta(days=3)
