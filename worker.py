@@ -103,9 +103,9 @@ def build_worker(
     keyring: Keyring | None = None,
     fail_fast: bool = False,
 ) -> Worker:
-    """The worker of CaseWorkflow and its activities. In production a bug in workflow code
-    fails the workflow *task*, which retries until fixed code is deployed: the case waits,
-    it is not lost. `fail_fast` (tests) fails the workflow instead, so a bug shows at once."""
+    """The worker of CaseWorkflow, the department tasks and the talk-day agendas, and
+    their activities. In production a bug in workflow code fails the workflow *task*,
+    which retries until fixed code is deployed: the case waits, it is not lost. `fail_fast` (tests) fails the workflow instead, so a bug shows at once."""
     activities = CaseActivities(pool, policy, keyring)
     # talk days (docs/talk-days.md): the agenda updates the cases through the client
     agenda = AgendaActivities(pool, client, task_queue)

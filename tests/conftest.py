@@ -93,9 +93,7 @@ def case_worker(pool: asyncpg.Pool, task_queue: str) -> Callable[[Client], Worke
     """A worker of the real workflow and activities on this test's own task queue."""
 
     def make(client: Client) -> Worker:
-        return build_worker(
-            client, pool, POLICY, task_queue, keyring=KEYRING, fail_fast=True
-        )
+        return build_worker(client, pool, POLICY, task_queue, keyring=KEYRING, fail_fast=True)
 
     return make
 

@@ -28,7 +28,7 @@ from domain.commands import (
 from domain.decider import decide, evolve, open_case
 from domain.errors import DomainError
 from domain.events import CaseArchived, DepartmentReported, DepartmentsSummoned, Event
-from domain.model import Frozen
+from domain.model import Frozen, Step
 from domain.policy import Deadline, DeadlinePolicy, format_duration
 from domain.state import CaseRecord, CaseState, CaseSummary, record, summary
 from workflows.department import (
@@ -437,6 +437,12 @@ def details(state: CaseState, policy: DeadlinePolicy) -> str:
     lines.append(
         f"- last event: {state.last_event} at {local(state.updated_at)} ({policy.timezone})"
     )
+    for department, clock in state.department_deadlines.items():
+        done = "reported" if department in state.reported else "open"
+        late = ", late: escalated" if department in state.late_departments else ""
+        lines.append(f"- department {department}: {done}, due {local(clock.due_at)}{late}")
+    if state.talk_day is not None and state.step in (Step.COLLECT, Step.DELIBERATE):
+        lines.append(f"- talk day: {state.talk_day.isoformat()}")
     if state.reopen_count or state.escalation_count:
         lines.append(f"- reopened {state.reopen_count}×, escalated {state.escalation_count}×")
     return "\n".join(lines)
