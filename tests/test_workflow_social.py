@@ -10,12 +10,13 @@ from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from caseloop.client import CaseClient
+from caseloop.client import CaseClient, CommandRefused
 from domain.events import (
     DeadlineBreached,
     DeadlineStarted,
@@ -26,7 +27,15 @@ from domain.events import (
 )
 from domain.model import Flag
 from domain.policy import Clock
-from support import COMMUNITY, COMMUNITY_ADMIN, GRID_WORKER, STREET_OFFICER, actor, report
+from support import (
+    COMMUNITY,
+    COMMUNITY_ADMIN,
+    GRID_WORKER,
+    LIFECYCLE,
+    STREET_OFFICER,
+    actor,
+    report,
+)
 from workflows.department import DepartmentOutcome, task_id
 
 MakeWorker = Callable[[Any], Worker]
@@ -140,3 +149,88 @@ async def test_a_self_governance_case_that_misses_its_talk_day_goes_on_the_resol
     assert started.deadline.started_at == scheduled.deadlines[Clock.DELIBERATE].due_at
     assert after.deadlines[Clock.RESOLVE] == started.deadline
     assert after.flag is Flag.YELLOW and Clock.DELIBERATE not in after.deadlines
+
+
+async def test_an_extension_moves_the_deadline_only_when_approved(
+    ts_env: WorkflowEnvironment, ts_client: CaseClient, case_worker: MakeWorker
+) -> None:
+    """Two cases dispatched alike ask for two more days; one is refused (it escalates at
+    its original time), the other approved (it escalates two days later)."""
+    client = ts_client
+    dispatch = {"actor": COMMUNITY_ADMIN, "severity": "major", "handling_class": "joint"}
+    ask = {"actor": GRID_WORKER, "extra": "P2D", "reason": "等待配件到货"}
+    async with case_worker(ts_env.client):
+        cases = []
+        for approved in (False, True):
+            case = (await client.open_case(report())).case_id
+            for name, payload in [
+                ("dispatch", dispatch),
+                ("claim", {"actor": GRID_WORKER}),
+                ("check_in", {"actor": GRID_WORKER}),
+                ("request_extension", ask),
+                ("decide_extension", {"actor": STREET_OFFICER, "approved": approved}),
+            ]:
+                await client.send(case, name, payload)
+            cases.append(case)
+        await ts_env.sleep(5 * DAY + timedelta(hours=1))
+        histories = [await client.events(case) for case in cases]
+
+    escalations = []
+    for events in histories:
+        dispatched = next(e for e in events if e.type == "case_dispatched")
+        decided = next(e for e in events if e.type == "extension_decided")
+        escalated = next(e for e in events if e.type == "case_escalated")
+        escalations.append(escalated.occurred_at - dispatched.occurred_at)
+        assert decided.actor is not None and decided.actor.id == STREET_OFFICER["id"]
+    refused, approved_ = escalations
+    assert abs(refused - 3 * DAY) < timedelta(minutes=1)
+    assert abs(approved_ - 5 * DAY) < timedelta(minutes=1)
+
+
+async def test_a_returned_case_goes_back_to_dispatch_with_no_clock_running(
+    ts_env: WorkflowEnvironment, ts_client: CaseClient, case_worker: MakeWorker
+) -> None:
+    client = ts_client
+    async with case_worker(ts_env.client):
+        case = (await client.open_case(report())).case_id
+        await client.send(
+            case,
+            "dispatch",
+            {"actor": COMMUNITY_ADMIN, "severity": "minor", "handling_class": "immediate"},
+        )
+        await client.send(case, "claim", {"actor": GRID_WORKER})
+        await client.send(case, "return_case", {"actor": GRID_WORKER, "reason": "不属于本网格"})
+        returned = await client.state(case)
+        await ts_env.sleep(3 * DAY)
+        later = await client.state(case)
+
+    assert returned.step.value == "collect" and returned.return_count == 1
+    assert returned.deadlines == {} and returned.level is None
+    assert later.version == returned.version  # nothing escalated a case nobody holds
+
+
+async def test_a_resident_who_must_be_visited_in_person_cannot_be_revisited_by_phone(
+    ts_env: WorkflowEnvironment, ts_client: CaseClient, case_worker: MakeWorker
+) -> None:
+    client = ts_client
+    reporter = {
+        "name": "李大爷",
+        "phone": "13800000001",
+        "resident_id": "res-1",
+        "categories": ["elderly_living_alone"],
+    }
+    async with case_worker(ts_env.client):
+        case = (await client.open_case(report(reporter=reporter))).case_id
+        for name, payload in LIFECYCLE[:6]:
+            await client.send(case, name, payload)
+        revisiting = await client.state(case)
+        by_phone = {"actor": GRID_WORKER, "satisfaction": "satisfied", "in_person": False}
+        with pytest.raises(CommandRefused, match="must be visited in person") as refusal:
+            await client.send(case, "record_revisit", by_phone)
+        await client.send(case, "record_revisit", {**by_phone, "in_person": True})
+        record = await client.result(case)
+
+    clock = revisiting.deadlines[Clock.REVISIT]
+    assert clock.due_at - clock.started_at == 3 * DAY and "in person" in clock.label
+    assert "elderly" not in str(refusal.value) and "李" not in str(refusal.value)
+    assert record.outcome.value == "completed"
