@@ -105,7 +105,8 @@ def build_worker(
 ) -> Worker:
     """The worker of CaseWorkflow, the department tasks and the talk-day agendas, and
     their activities. In production a bug in workflow code fails the workflow *task*,
-    which retries until fixed code is deployed: the case waits, it is not lost. `fail_fast` (tests) fails the workflow instead, so a bug shows at once."""
+    which retries until fixed code is deployed: the case waits, it is not lost.
+    `fail_fast` (tests) fails the workflow instead, so a bug shows at once."""
     activities = CaseActivities(pool, policy, keyring)
     # talk days (docs/talk-days.md): the agenda updates the cases through the client
     agenda = AgendaActivities(pool, client, task_queue)

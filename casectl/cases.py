@@ -455,14 +455,21 @@ def _print_case(
             f"{policy.version}; times are shown in {policy.timezone}"
         )
 
-    if state.deadlines:
+    if state.deadlines or state.department_deadlines:
         deadlines = Table(title="open deadlines", title_justify="left")
         for column in ("clock", "level", "due", "left", "state"):
             deadlines.add_column(column, no_wrap=column != "state")
-        for d in state.deadlines.values():
+        for name, d in [
+            *((d.clock.value, d) for d in state.deadlines.values()),
+            *(
+                (f"department {dept}", d)
+                for dept, d in state.department_deadlines.items()
+                if dept not in state.reported
+            ),
+        ]:
             mark = "breached" if d.breached else "warned" if d.warned else "running"
             deadlines.add_row(
-                d.clock.value, d.level.value, _local(policy, d.due_at), _left(d.due_at, now), mark
+                name, d.level.value, _local(policy, d.due_at), _left(d.due_at, now), mark
             )
         out.print(deadlines)
 
