@@ -101,7 +101,11 @@ def expected_case_id(case: OpenCase) -> str | None:
 def open_case(case_id: str, case: OpenCase, now: datetime, policy: DeadlinePolicy) -> list[Event]:
     expected = expected_case_id(case)
     if expected is not None and case_id != expected:
-        raise DomainError(f"OpenCase: case id must be {expected} for this source_ref")
+        # the expected id is not quoted: a careless client may put a phone in source_ref
+        raise DomainError(
+            f"OpenCase: case id must be case-{case.source.value}-<source_ref> "
+            "for a case with a source_ref"
+        )
     if expected is None and not case_id.startswith(f"case-{case.source.value}-"):
         raise DomainError(f"OpenCase: case id must start with case-{case.source.value}-")
     if _CASE_ID.match(case_id) is None:

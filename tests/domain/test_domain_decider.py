@@ -116,7 +116,7 @@ def test_a_source_ticket_fixes_the_case_id(
 ) -> None:
     case = parse_open_case(open_payload_of())
     with pytest.raises(
-        DomainError, match=r"^OpenCase: case id must be case-hotline_12345-T-0001 for this"
+        DomainError, match=r"^OpenCase: case id must be case-hotline_12345-<source_ref> for a case"
     ):
         open_case(case_id, case, t0, DEFAULT_POLICY)
 
