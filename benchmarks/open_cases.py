@@ -49,6 +49,27 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
+def server_rss_mib() -> float | None:
+    """Resident memory of the time-skipping test server this benchmark started (the
+    newest temporal-test-server process), when it can be found."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmd = (proc / "cmdline").read_bytes().split(b"\0")[0]
+            except OSError:
+                continue
+            if cmd.endswith(b"temporal-test-server"):
+                found.append(int(proc.name))
+    return rss_mib(max(found)) if found else None
+
+
+def save(out: Path | None, result: dict[str, Any]) -> None:
+    """Written after every phase: a run cut short still leaves what it measured."""
+    if out:
+        out.write_text(json.dumps(result, indent=2) + "\n", "utf-8")
+
+
 async def in_waves(total: int, concurrency: int, label: str, work: Any, began: float) -> float:
     """Run work(i) for i in range(total), `concurrency` at a time, with progress."""
     queue: asyncio.Queue[int] = asyncio.Queue()
@@ -114,6 +135,17 @@ async def main(cases: int, concurrency: int, out: Path | None) -> dict[str, Any]
                 "LOG_FORMAT": "json",
             },
         )
+        result: dict[str, Any] = {
+            "benchmark": "open_cases",
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+            "server": "time-skipping test server (in memory), one worker process",
+            # the SDK's default sticky cache: beyond it, cases are evicted and replayed
+            # from their history when they next have work
+            "worker_max_cached_workflows": 1000,
+            "cases": cases,
+            "concurrency": concurrency,
+            "complete": False,
+        }
         try:
             await asyncio.sleep(3)
             client = CaseClient(env.client, QUEUE)
@@ -131,10 +163,23 @@ async def main(cases: int, concurrency: int, out: Path | None) -> dict[str, Any]
             # a start returns before the case has run: wait until every opening is recorded
             await until_count(pool, "case_opened", cases)
             open_s = time.perf_counter() - began
+            result |= {
+                "open_seconds": round(open_s, 1),
+                "opened_per_second": round(cases / open_s, 1),
+            }
+            save(out, result)
             dispatch_s = await in_waves(
                 cases, concurrency, "dispatch", dispatch_one, time.perf_counter()
             )
             rss_open = rss_mib(worker.pid)
+            result |= {
+                "dispatch_seconds": round(dispatch_s, 1),
+                "dispatched_per_second": round(cases / dispatch_s, 1),
+                "worker_rss_mib": {"idle": round(rss_idle, 1), "all_open": round(rss_open, 1)},
+                "worker_kib_per_open_case": round((rss_open - rss_idle) * 1024 / cases, 2),
+                "server_rss_mib_all_open": server_rss_mib(),
+            }
+            save(out, result)
             # every on-site clock runs out at once
             wave_began = time.perf_counter()
             try:
@@ -143,39 +188,24 @@ async def main(cases: int, concurrency: int, out: Path | None) -> dict[str, Any]
                 print(f"  time skip: {exc} (the wave goes on)", file=sys.stderr, flush=True)
             recorded = await until_count(pool, "deadline_breached", cases)
             wave_s = time.perf_counter() - wave_began
-            rss_wave = rss_mib(worker.pid)
+            result["worker_rss_mib"]["after_wave"] = round(rss_mib(worker.pid), 1)
+            result |= {
+                "wave": {
+                    "breaches_expected": cases,
+                    "breaches_recorded": recorded,
+                    "lost": cases - recorded,
+                    "seconds": round(wave_s, 1),
+                    "per_second": round(recorded / wave_s, 1),
+                },
+                "complete": True,
+            }
+            save(out, result)
         finally:
             worker.send_signal(signal.SIGTERM)
             await asyncio.wait_for(worker.wait(), 60)
             await env.shutdown()
             await pool.close()
-    result = {
-        "benchmark": "open_cases",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "server": "time-skipping test server (in memory), one worker process",
-        "cases": cases,
-        "concurrency": concurrency,
-        "open_seconds": round(open_s, 1),
-        "opened_per_second": round(cases / open_s, 1),
-        "dispatch_seconds": round(dispatch_s, 1),
-        "dispatched_per_second": round(cases / dispatch_s, 1),
-        "worker_rss_mib": {
-            "idle": round(rss_idle, 1),
-            "all_open": round(rss_open, 1),
-            "after_wave": round(rss_wave, 1),
-        },
-        "worker_kib_per_open_case": round((rss_open - rss_idle) * 1024 / cases, 2),
-        "wave": {
-            "breaches_expected": cases,
-            "breaches_recorded": recorded,
-            "lost": cases - recorded,
-            "seconds": round(wave_s, 1),
-            "per_second": round(recorded / wave_s, 1),
-        },
-    }
     print(json.dumps(result, indent=2))
-    if out:
-        await asyncio.to_thread(out.write_text, json.dumps(result, indent=2) + "\n", "utf-8")
     return result
 
 
