@@ -70,6 +70,13 @@ def save(out: Path | None, result: dict[str, Any]) -> None:
         out.write_text(json.dumps(result, indent=2) + "\n", "utf-8")
 
 
+class OutOfTime(Exception):
+    """The run's time budget (--budget) is spent: what was measured so far is kept."""
+
+
+DEADLINE = float("inf")  # perf_counter() value at which the budget is spent
+
+
 async def in_waves(total: int, concurrency: int, label: str, work: Any, began: float) -> float:
     """Run work(i) for i in range(total), `concurrency` at a time, with progress."""
     queue: asyncio.Queue[int] = asyncio.Queue()
@@ -87,7 +94,16 @@ async def in_waves(total: int, concurrency: int, label: str, work: Any, began: f
                 rate = done / (time.perf_counter() - began)
                 print(f"  {label}: {done}/{total} ({rate:.0f}/s)", file=sys.stderr, flush=True)
 
-    await asyncio.gather(*(lane() for _ in range(concurrency)))
+    lanes = [asyncio.ensure_future(lane()) for _ in range(concurrency)]
+    left = None if DEADLINE == float("inf") else max(DEADLINE - time.perf_counter(), 0)
+    finished, pending = await asyncio.wait(lanes, timeout=left)
+    if pending:
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        raise OutOfTime(f"{label}: {done}/{total} done when the budget ran out")
+    for task in finished:
+        task.result()  # a lane's error ends the run
     return time.perf_counter() - began
 
 
@@ -95,6 +111,8 @@ async def until_count(pool: Any, event_type: str, expected: int) -> int:
     """Wait until `expected` events of a type are recorded (or progress stops for 2 min)."""
     seen, stalled_since = -1, time.perf_counter()
     while True:
+        if time.perf_counter() > DEADLINE:
+            raise OutOfTime(f"{event_type}: {seen}/{expected} recorded when the budget ran out")
         count: int = await pool.fetchval(
             "SELECT count(*) FROM case_events WHERE type = $1", event_type
         )
@@ -161,6 +179,8 @@ async def main(cases: int, concurrency: int, out: Path | None) -> dict[str, Any]
             began = time.perf_counter()
             await in_waves(cases, concurrency, "open", open_one, began)
             # a start returns before the case has run: wait until every opening is recorded
+            started_s = time.perf_counter() - began
+            result["started_per_second"] = round(cases / started_s, 1)
             await until_count(pool, "case_opened", cases)
             open_s = time.perf_counter() - began
             result |= {
@@ -200,11 +220,29 @@ async def main(cases: int, concurrency: int, out: Path | None) -> dict[str, Any]
                 "complete": True,
             }
             save(out, result)
+        except OutOfTime as exc:
+            spent = time.perf_counter() - began
+            opened = await pool.fetchval("SELECT count(*) FROM cases")
+            rows = await pool.fetch("SELECT type, count(*) AS n FROM case_events GROUP BY type")
+            result["stopped"] = {
+                "reason": str(exc),
+                "after_seconds": round(spent, 1),
+                "cases_opened_and_recorded": opened,
+                "recorded_per_second": round(opened / spent, 1),
+                "events_recorded": {r["type"]: r["n"] for r in rows},
+                "worker_rss_mib": round(rss_mib(worker.pid), 1),
+                "server_rss_mib": server_rss_mib(),
+            }
+            save(out, result)
+            print(f"  stopped: {exc}", file=sys.stderr, flush=True)
         finally:
             worker.send_signal(signal.SIGTERM)
             await asyncio.wait_for(worker.wait(), 60)
             await env.shutdown()
             await pool.close()
+            # before the temporary directory goes: a server whose data directory is gone
+            # can no longer be stopped by the library's exit handler
+            pg.cleanup()
     print(json.dumps(result, indent=2))
     return result
 
@@ -214,5 +252,13 @@ if __name__ == "__main__":
     parser.add_argument("--cases", type=int, default=100_000)
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="seconds the run may take; then it stops and writes what it measured so far",
+    )
     args = parser.parse_args()
+    if args.budget is not None:
+        DEADLINE = time.perf_counter() + args.budget
     asyncio.run(main(args.cases, args.concurrency, args.out))
