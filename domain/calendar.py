@@ -124,11 +124,11 @@ def working_days_end(
             working = _weekday(day)
         if working:
             counted += 1
-    end = _start_of(day + timedelta(days=1), tz)  # midnight after the Nth working day
+    end = start_of_day(day + timedelta(days=1), tz)  # midnight after the Nth working day
     return WorkingDaysEnd(at=end, unknown_years=tuple(sorted(unknown)))
 
 
-def _start_of(day: date, tz: tzinfo) -> datetime:
+def start_of_day(day: date, tz: tzinfo) -> datetime:
     """The first instant of local `day` in `tz`.
 
     The round trip through UTC turns a wall-clock midnight that does not exist (a DST jump

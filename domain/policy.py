@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, Field, field_validator
 
-from domain.calendar import WorkCalendar, working_days_end
+from domain.calendar import WorkCalendar, start_of_day, working_days_end
 from domain.model import Frozen, Level, ResidentCategory, Severity
 
 
@@ -158,8 +158,7 @@ class DeadlinePolicy(Frozen):
     def talk_day_deadline(self, level: Level, started_at: datetime, talk_day: date) -> Deadline:
         """The deliberation clock of a case put on a talk day's agenda: it runs out at
         local midnight after the talk day, with no warning before (waiting is expected)."""
-        local_midnight = datetime.combine(talk_day + timedelta(days=1), datetime.min.time())
-        due = local_midnight.replace(tzinfo=ZoneInfo(self.timezone))
+        due = start_of_day(talk_day + timedelta(days=1), ZoneInfo(self.timezone))
         return Deadline(
             clock=Clock.DELIBERATE,
             level=level,
