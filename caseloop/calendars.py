@@ -14,6 +14,9 @@ from chinese_calendar import constants
 from domain.calendar import WorkCalendar
 from domain.policy import DeadlinePolicy
 
+# the last year whose holidays the installed library knows
+LAST_YEAR: int = max(constants.holidays).year
+
 
 def library_calendar(from_year: int) -> WorkCalendar:
     """The library's holidays and make-up working days from `from_year` to its last year.
@@ -23,13 +26,12 @@ def library_calendar(from_year: int) -> WorkCalendar:
     """
     holidays: dict[date, str] = constants.holidays
     workdays: dict[date, str] = constants.workdays
-    last_year = max(holidays).year
-    if from_year > last_year:
-        raise ValueError(f"chinese-calendar knows years up to {last_year}, not {from_year}")
+    if from_year > LAST_YEAR:
+        raise ValueError(f"chinese-calendar knows years up to {LAST_YEAR}, not {from_year}")
     return WorkCalendar(
         name=f"chinese-calendar {chinese_calendar.__version__}",
         first_year=from_year,
-        last_year=last_year,
+        last_year=LAST_YEAR,
         holidays=frozenset(d for d in holidays if d.year >= from_year and d.weekday() < 5),
         workdays=frozenset(d for d in workdays if d.year >= from_year),
     )
@@ -39,8 +41,7 @@ def with_library_calendar(policy: DeadlinePolicy, today: date) -> DeadlinePolicy
     """`policy` with the library's calendar from last year on. When the library is older
     than that, its last year only: deadlines in working days beyond it count weekends only
     and say so in their labels (`calendar_gap` tells the worker to warn)."""
-    last_year = max(constants.holidays).year
-    calendar = library_calendar(min(today.year - 1, last_year))
+    calendar = library_calendar(min(today.year - 1, LAST_YEAR))
     return policy.model_copy(update={"calendar": calendar})
 
 
@@ -52,7 +53,7 @@ def calendar_gap(policy: DeadlinePolicy, today: date) -> str | None:
     missing = [
         year
         for year in (today.year, today.year + 1)
-        if calendar is None or not calendar.first_year <= year <= calendar.last_year
+        if calendar is None or not calendar.knows(date(year, 1, 1))
     ]
     if not missing:
         return None
