@@ -45,8 +45,8 @@ class DepartmentTaskInput(Frozen):
 class DepartmentOutcome(Frozen):
     case_id: str
     department: OrgId
-    reported_at: datetime | None  # None: the case ended before the department reported
-    on_time: bool | None
+    reported_at: datetime  # a task whose case ends first is cancelled, it returns nothing
+    on_time: bool
     warned: bool
     escalated: bool
 
