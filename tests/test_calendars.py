@@ -8,8 +8,9 @@ from zoneinfo import ZoneInfo
 import chinese_calendar  # type: ignore[import-untyped]
 import pytest
 
-from caseloop.calendars import library_calendar
+from caseloop.calendars import calendar_gap, library_calendar, with_library_calendar
 from domain.calendar import WorkCalendar, working_days_end
+from domain.policy import DEFAULT_POLICY
 
 
 def test_library_calendar_2025_on() -> None:
@@ -52,3 +53,15 @@ def test_counting_with_the_library_calendar_crosses_into_an_unknown_year() -> No
 def test_a_year_past_the_library_is_refused() -> None:
     with pytest.raises(ValueError, match="knows years up to 2026"):
         library_calendar(2027)
+
+
+def test_the_worker_is_warned_of_years_the_calendar_does_not_know() -> None:
+    policy = with_library_calendar(DEFAULT_POLICY, date(2026, 11, 23))
+    gap = calendar_gap(policy, date(2026, 11, 23))
+    assert gap is not None and "does not know 2027:" in gap and "weekends only" in gap
+    assert (
+        calendar_gap(with_library_calendar(DEFAULT_POLICY, date(2025, 6, 1)), date(2025, 6, 1))
+        is None
+    )
+    bare = calendar_gap(DEFAULT_POLICY, date(2026, 1, 5))
+    assert bare is not None and "(no calendar) does not know 2026 and 2027" in bare
