@@ -8,6 +8,7 @@ a case applies it once."""
 from __future__ import annotations
 
 import asyncio
+from contextlib import AbstractContextManager
 from datetime import date, timedelta
 from typing import Any
 
@@ -59,6 +60,17 @@ _WAITING = """
 """
 
 
+def _log_context(community_id: str, talk_day: date) -> AbstractContextManager[None]:
+    """Every log line of an agenda activity names its community, talk day and attempt."""
+    info = activity.info()
+    return structlog.contextvars.bound_contextvars(
+        community_id=community_id,
+        talk_day=talk_day.isoformat(),
+        workflow_id=info.workflow_id,
+        attempt=info.attempt,
+    )
+
+
 class AgendaActivities:
     """Activities over the asyncpg pool and a Temporal client (to update the cases)."""
 
@@ -69,12 +81,7 @@ class AgendaActivities:
     @activity.defn(name=COLLECT_AGENDA)
     async def collect_agenda(self, request: CollectAgenda) -> Agenda:
         info = activity.info()
-        with structlog.contextvars.bound_contextvars(
-            community_id=request.community_id,
-            talk_day=request.talk_day.isoformat(),
-            workflow_id=info.workflow_id,
-            attempt=info.attempt,
-        ):
+        with _log_context(request.community_id, request.talk_day):
             agenda, added = await collect(
                 self.pool, request, info.workflow_id or "", info.workflow_run_id or ""
             )
@@ -83,13 +90,7 @@ class AgendaActivities:
 
     @activity.defn(name=SCHEDULE_CASE_DELIBERATION)
     async def schedule_case_deliberation(self, request: ScheduleDeliberations) -> Agenda:
-        info = activity.info()
-        with structlog.contextvars.bound_contextvars(
-            community_id=request.community_id,
-            talk_day=request.talk_day.isoformat(),
-            workflow_id=info.workflow_id,
-            attempt=info.attempt,
-        ):
+        with _log_context(request.community_id, request.talk_day):
             agenda = await load(self.pool, request.community_id, request.talk_day)
             if agenda is None:
                 raise ApplicationError(
