@@ -192,6 +192,34 @@ def flag_text(r: Ranked) -> str:
     return r.banner.label if r.banner else ""
 
 
+def _cells(r: Ranked, *, html: bool) -> list[str]:
+    """One unit's row, for the terminal table and (with the number of rated cases, and
+    the score exactly as computed) for the HTML report."""
+    u = r.unit
+    if html:
+        score = "–" if r.score is None else str(r.score)
+    else:
+        score = _num(None if r.score is None else float(r.score))
+    return [
+        u.parent_id,
+        u.org_id,
+        f"{r.rank}/{r.peers}" if r.rank else "–",
+        str(u.received),
+        str(u.completed),
+        pct(u.on_time_rate),
+        str(u.escalated),
+        str(u.reopened),
+        str(u.returned),
+        *([str(u.rated)] if html else []),
+        pct(u.satisfaction_rate),
+        _num(u.avg_resolve_hours),
+        str(u.red_cases),
+        score,
+        flag_text(r),
+        "; ".join(r.reasons),
+    ]
+
+
 def print_table(result: MonthlyReport) -> None:
     scope = f", under {result.scope}" if result.scope else ""
     table = Table(
@@ -220,24 +248,7 @@ def print_table(result: MonthlyReport) -> None:
         right = column in numeric
         table.add_column(column, justify="right" if right else "left", no_wrap=column != "why")
     for r in result.units:
-        u = r.unit
-        table.add_row(
-            u.parent_id,
-            u.org_id,
-            f"{r.rank}/{r.peers}" if r.rank else "–",
-            str(u.received),
-            str(u.completed),
-            pct(u.on_time_rate),
-            str(u.escalated),
-            str(u.reopened),
-            str(u.returned),
-            pct(u.satisfaction_rate),
-            _num(u.avg_resolve_hours),
-            str(u.red_cases),
-            _num(None if r.score is None else float(r.score)),
-            flag_text(r),
-            "; ".join(r.reasons),
-        )
+        table.add_row(*_cells(r, html=False))
     out.print(table)
     red = sum(r.banner is Banner.RED for r in result.units)
     yellow = sum(r.banner is Banner.YELLOW for r in result.units)
@@ -627,25 +638,7 @@ def _html_table(result: MonthlyReport) -> str:
         + "</tr></thead><tbody>"
     ]
     for r in result.units:
-        u = r.unit
-        cells = [
-            u.parent_id,
-            u.org_id,
-            f"{r.rank}/{r.peers}" if r.rank else "–",
-            str(u.received),
-            str(u.completed),
-            pct(u.on_time_rate),
-            str(u.escalated),
-            str(u.reopened),
-            str(u.returned),
-            str(u.rated),
-            pct(u.satisfaction_rate),
-            _num(u.avg_resolve_hours),
-            str(u.red_cases),
-            "–" if r.score is None else str(r.score),
-            flag_text(r),
-            "; ".join(r.reasons),
-        ]
+        cells = _cells(r, html=True)
         css = r.banner.value if r.banner else ""
         rows.append(
             f"<tr class='{css}'>"
