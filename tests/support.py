@@ -4,11 +4,14 @@ of its grid, community, street and district."""
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from temporalio.testing import WorkflowEnvironment
 
 from activities.contract import EventBatch
 from caseloop.client import data_converter
@@ -65,6 +68,22 @@ async def casectl(env: dict[str, str], *args: str, stdin: str = "") -> tuple[int
     out, err = await proc.communicate(stdin.encode())
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
+
+
+def worker_env(
+    env: WorkflowEnvironment, database_url: str, task_queue: str, **more: str
+) -> dict[str, str]:
+    """The environment of a worker process a test starts: this test's Temporal server,
+    PostgreSQL and task queue, the suite's keys, JSON log lines; `more` adds to it."""
+    return {
+        **os.environ,
+        "TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
+        "DATABASE_URL": database_url,
+        "CASE_TASK_QUEUE": task_queue,
+        "CASE_ENCRYPTION_KEYS": KEYS,
+        "LOG_FORMAT": "json",
+        **more,
+    }
 
 
 def actor(role: str, org: str, id: str | None = None) -> dict[str, str]:

@@ -4,7 +4,6 @@ the Temporal server restarted on its database file. Each test is bounded in time
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
 import sys
@@ -21,7 +20,7 @@ from activities.db import create_pool, migrate
 from activities.store import first_broken_link
 from caseloop.client import CaseClient
 from domain.policy import DeadlinePolicy
-from support import BIN, CONVERTER, KEYRING, KEYS, LIFECYCLE, report
+from support import BIN, CONVERTER, KEYRING, LIFECYCLE, report, worker_env
 from worker import build_worker, register_search_attributes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,14 +75,7 @@ async def start_worker(env: dict[str, str]) -> asyncio.subprocess.Process:
 async def test_worker_killed_mid_lifecycles_loses_nothing(
     dev_env: WorkflowEnvironment, pg_url: str, pool: asyncpg.Pool, task_queue: str
 ) -> None:
-    env = {
-        **os.environ,
-        "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
-        "DATABASE_URL": pg_url,
-        "CASE_TASK_QUEUE": task_queue,
-        "CASE_ENCRYPTION_KEYS": KEYS,
-        "LOG_FORMAT": "json",
-    }
+    env = worker_env(dev_env, pg_url, task_queue)
     client = CaseClient(dev_env.client, task_queue)
     first = await start_worker(env)
     progress: list[str] = []

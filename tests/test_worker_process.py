@@ -13,7 +13,7 @@ from pathlib import Path
 from temporalio.testing import WorkflowEnvironment
 
 from caseloop.client import CaseClient
-from support import KEYS, LIFECYCLE, report
+from support import LIFECYCLE, report, worker_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,14 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 async def test_worker_serves_cases_and_stops_on_sigterm(
     dev_env: WorkflowEnvironment, pg_url: str, task_queue: str
 ) -> None:
-    env = {
-        **os.environ,
-        "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
-        "DATABASE_URL": pg_url,
-        "CASE_TASK_QUEUE": task_queue,
-        "LOG_FORMAT": "json",
-        "CASE_ENCRYPTION_KEYS": KEYS,
-    }
+    env = worker_env(dev_env, pg_url, task_queue)
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         str(ROOT / "worker.py"),

@@ -17,7 +17,7 @@ import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 
 from caseloop.client import CaseClient
-from support import KEYS, LIFECYCLE, report
+from support import LIFECYCLE, report, worker_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,15 +59,8 @@ def gone(pid: int) -> bool:
 async def workers(
     dev_env: WorkflowEnvironment, pg_url: str, task_queue: str
 ) -> AsyncIterator[Workers]:
-    env = {
-        **os.environ,
-        "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
-        "DATABASE_URL": pg_url,
-        "CASE_TASK_QUEUE": task_queue,
-        "LOG_FORMAT": "json",
-        "CASE_ENCRYPTION_KEYS": KEYS,
-        "CASE_WORKER_PROCESSES": "3",  # the option wins over the environment
-    }
+    # CASE_WORKER_PROCESSES 3: the option wins over the environment
+    env = worker_env(dev_env, pg_url, task_queue, CASE_WORKER_PROCESSES="3")
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         str(ROOT / "worker.py"),
