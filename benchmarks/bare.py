@@ -11,6 +11,13 @@ case gets (60-130 bytes of JSON), the update result about 200 bytes (a CaseSumma
 
     python benchmarks/bare.py        # one worker process; env TEMPORAL_ADDRESS, CASE_TASK_QUEUE
 
+Started with `"clocks": true` in its input, it also writes the history events a case adds
+to them by contract (what `bare_clocks` in lifecycle.py measures): a search-attribute
+upsert after each activity (8, like the case's CaseStep, DueAt, ... columns) and a
+deadline timer for each of the first five steps, cancelled by the next update (the case's
+5 timers started and 5 cancelled). Not the case's two markers (its policy's local
+activity, a patch).
+
 The workflow is kept in this module, whose top level imports nothing but the SDK: the
 sandbox re-imports it for each run, as it would a user's workflow module.
 """
@@ -21,11 +28,14 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import activity, workflow
+from temporalio.common import SearchAttributeKey
 
 WORKFLOW = "BareWorkflow"
 UPDATE = "step"
 BATCH_PAD = 2000  # bytes of activity input, like an EventBatch
 SUMMARY_PAD = 150  # bytes of padding in the update result, like a CaseSummary
+STEP = SearchAttributeKey.for_keyword("CaseStep")  # registered by the benchmark, as for cases
+TIMED_STEPS = 5  # steps with a deadline timer in "clocks" mode
 
 
 @activity.defn(name="bare_noop")
@@ -38,10 +48,21 @@ class BareWorkflow:
     def __init__(self) -> None:
         self._seq = 0
         self._done = False
+        self._clocks = False
+        self._timed = 0  # the step whose timer runs
 
     @workflow.run
     async def run(self, payload: dict[str, Any]) -> dict[str, Any]:
+        self._clocks = bool(payload.get("clocks"))
         await self._record(payload)
+        while self._clocks and self._seq <= TIMED_STEPS and not self._done:
+            self._timed = self._seq
+            try:  # a timer per step, cancelled when the next update moves the workflow on
+                await workflow.wait_condition(
+                    lambda: self._seq != self._timed, timeout=timedelta(days=1)
+                )
+            except TimeoutError:
+                pass
         await workflow.wait_condition(lambda: self._done and workflow.all_handlers_finished())
         return {"case_id": workflow.info().workflow_id, "events": self._seq}
 
@@ -62,6 +83,8 @@ class BareWorkflow:
             {"seq": self._seq, "command": payload, "pad": "b" * BATCH_PAD},
             start_to_close_timeout=timedelta(seconds=10),
         )
+        if self._clocks:
+            workflow.upsert_search_attributes([STEP.value_set(f"step-{self._seq}")])
 
 
 async def _serve() -> None:
