@@ -34,7 +34,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/cpu_profile.py
 	$(PY) benchmarks/audit_replay.py --jobs 1 --out benchmarks/results/audit_replay_jobs1.json
 	$(PY) benchmarks/audit_replay.py --jobs 2 --out benchmarks/results/audit_replay_jobs2.json
-	$(PY) benchmarks/open_cases.py --cases 1000 --out benchmarks/results/open_cases_1000.json
+	$(PY) benchmarks/open_cases.py --cases 1000 --concurrency 50 --out benchmarks/results/open_cases_1000.json
 	$(PY) benchmarks/report_queries.py --out benchmarks/results/report_queries.json
 
 # The open-case volume at 10,000 cases, with the default cache and with every case cached
