@@ -38,6 +38,7 @@ from temporalio.testing import WorkflowEnvironment  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
 from activities.db import create_pool, migrate  # noqa: E402
+from casectl import audit as casectl_audit  # noqa: E402
 from caseloop.client import CaseClient  # noqa: E402
 from domain.policy import DEFAULT_POLICY  # noqa: E402
 from support import (  # noqa: E402
@@ -84,9 +85,11 @@ async def one_bare(client: Client, index: int) -> tuple[str, str]:
 
 
 def replay_bare(histories: list[tuple[str, str]], jobs: int) -> float:
-    """Histories per second replaying bare histories as casectl replays cases: chunks of
-    50 in `jobs` processes (started inside the measured time), or in this process."""
-    chunks = [histories[i : i + 50] for i in range(0, len(histories), 50)]
+    """Histories per second replaying bare histories as casectl replays cases: in chunks
+    of casectl's size, in `jobs` processes (started inside the measured time), or in this
+    process."""
+    size = casectl_audit.REPLAY_CHUNK
+    chunks = [histories[i : i + size] for i in range(0, len(histories), size)]
     began = time.perf_counter()
     if jobs == 1:
         replayed = sum(bare.replay(chunk) for chunk in chunks)

@@ -87,6 +87,33 @@ class BareWorkflow:
             workflow.upsert_search_attributes([STEP.value_set(f"step-{self._seq}")])
 
 
+def replay(histories: list[tuple[str, str]]) -> int:
+    """Replay (workflow id, history JSON) pairs of BareWorkflow in this process, as
+    `casectl audit replay` replays cases (one replayer, no sandbox); the number replayed.
+    The yardstick of benchmarks/audit_replay.py."""
+    import asyncio
+    from collections.abc import AsyncIterator
+
+    from temporalio.client import WorkflowHistory
+    from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
+
+    async def feed() -> AsyncIterator[WorkflowHistory]:
+        for workflow_id, text in histories:
+            yield WorkflowHistory.from_json(workflow_id, text)
+
+    async def work() -> int:
+        replayer = Replayer(workflows=[BareWorkflow], workflow_runner=UnsandboxedWorkflowRunner())
+        replayed = 0
+        async with replayer.workflow_replay_iterator(feed()) as results:
+            async for result in results:
+                if result.replay_failure is not None:
+                    raise result.replay_failure
+                replayed += 1
+        return replayed
+
+    return asyncio.run(work())
+
+
 async def _serve() -> None:
     """A worker of BareWorkflow with the SDK's defaults (sandbox, JSON converter), stopped
     by SIGTERM or SIGINT like worker.py."""
@@ -123,30 +150,3 @@ if __name__ == "__main__":
     # ("PyGILState_Release ... finalizing", temporalio/sdk-python#300), exit status -6
     sys.stdout.flush()
     os._exit(0)
-
-
-def replay(histories: list[tuple[str, str]]) -> int:
-    """Replay (workflow id, history JSON) pairs of BareWorkflow in this process, as
-    `casectl audit replay` replays cases (one replayer, no sandbox); the number replayed.
-    The yardstick of benchmarks/audit_replay.py."""
-    import asyncio
-    from collections.abc import AsyncIterator
-
-    from temporalio.client import WorkflowHistory
-    from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
-
-    async def feed() -> AsyncIterator[WorkflowHistory]:
-        for workflow_id, text in histories:
-            yield WorkflowHistory.from_json(workflow_id, text)
-
-    async def work() -> int:
-        replayer = Replayer(workflows=[BareWorkflow], workflow_runner=UnsandboxedWorkflowRunner())
-        replayed = 0
-        async with replayer.workflow_replay_iterator(feed()) as results:
-            async for result in results:
-                if result.replay_failure is not None:
-                    raise result.replay_failure
-                replayed += 1
-        return replayed
-
-    return asyncio.run(work())

@@ -45,7 +45,7 @@ from worker import register_search_attributes  # noqa: E402
 QUEUE = "open-cases"
 # Longer than opening and dispatching take (10,000 cases: about 10 minutes); the clock
 # jump of the wave goes just past it.
-ON_SITE = timedelta(hours=6)  # "PT6H" in the results
+ON_SITE = timedelta(hours=6)
 
 
 def rss_mib(pid: int) -> float:
@@ -121,10 +121,9 @@ async def until_count(pool: Any, event_type: str, expected: int) -> int:
     while True:
         if time.perf_counter() > DEADLINE:
             raise OutOfTime(f"{event_type}: {seen}/{expected} recorded when the budget ran out")
-        count: int = await pool.fetchval(
-            "SELECT count(*) FROM case_events WHERE type = $1", event_type
+        count, total = await pool.fetchrow(
+            "SELECT count(*) FILTER (WHERE type = $1), count(*) FROM case_events", event_type
         )
-        total: int = await pool.fetchval("SELECT count(*) FROM case_events")
         if count >= expected:
             return count
         if count != seen:
@@ -178,7 +177,7 @@ async def main(cases: int, concurrency: int, cache: int, out: Path | None) -> di
             # the worker's sticky cache (CASE_WORKER_CACHE): beyond it, cases are evicted
             # and replayed from their history when they next have work
             "worker_max_cached_workflows": cache,
-            "on_site_limit": "PT6H",
+            "on_site_limit": policy.model_dump(mode="json")["on_site"],
             "cases": cases,
             "concurrency": concurrency,
             "complete": False,

@@ -220,7 +220,7 @@ def _replay_in_child(paths: list[Path], sandboxed: bool) -> list[core.Replayed]:
 
 
 # Histories per unit of work handed to a process: big enough to pay for its replayer.
-_CHUNK = 50
+REPLAY_CHUNK = 50
 
 
 async def _replay_all(
@@ -230,7 +230,7 @@ async def _replay_all(
     process or in `jobs` processes."""
     chunks: list[list[Path]] = [[]]
     for files in cases:
-        if len(chunks[-1]) >= _CHUNK:
+        if len(chunks[-1]) >= REPLAY_CHUNK:
             chunks.append([])
         chunks[-1].extend(files)
     if jobs == 1:
