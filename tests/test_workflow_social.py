@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import asyncpg
 import pytest
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError
@@ -17,7 +18,9 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from caseloop.client import CaseClient, CommandRefused
+from conftest import POLICY
 from domain.events import (
+    CaseEscalated,
     DeadlineBreached,
     DeadlineStarted,
     DepartmentEscalated,
@@ -25,17 +28,21 @@ from domain.events import (
     DepartmentsSummoned,
     DepartmentWarned,
 )
-from domain.model import Flag
+from domain.model import Flag, Level, Step
 from domain.policy import Clock
+from instants import INSTANTS, Instant, place, skip_to
 from support import (
     COMMUNITY,
     COMMUNITY_ADMIN,
+    DISTRICT_OFFICER,
     GRID_WORKER,
+    KEYRING,
     LIFECYCLE,
     STREET_OFFICER,
     actor,
     report,
 )
+from worker import build_worker
 from workflows.department import DepartmentOutcome, task_id
 
 MakeWorker = Callable[[Any], Worker]
@@ -44,13 +51,43 @@ WATER = actor("department", "water", "water-duty")
 POLICE = actor("department", "police", "police-duty")
 
 
+# When the police's three working days run out (local midnight after the third working
+# day after the summons), for a summons at each fixed instant: tests/instants.py.
+POLICE_DUE = {
+    "monday": "2026-11-20",
+    "tuesday": "2026-11-21",
+    "wednesday": "2026-11-24",
+    "thursday": "2026-11-25",
+    "friday": "2026-11-26",
+    "saturday": "2026-11-26",
+    "sunday": "2026-11-26",
+    "spring-festival-eve": "2026-02-27",
+    "national-day-eve": "2026-10-11",
+    "before-make-up-saturday": "2026-10-14",
+    "new-years-eve": "2026-01-07",
+}
+
+
+@pytest.mark.parametrize("instant", INSTANTS, ids=str)
 async def test_departments_run_their_own_clocks_and_the_late_one_is_escalated(
-    ts_env: WorkflowEnvironment, ts_client: CaseClient, case_worker: MakeWorker
+    instant: Instant,
+    ts_env: WorkflowEnvironment,
+    ts_client: CaseClient,
+    pool: asyncpg.Pool,
+    task_queue: str,
 ) -> None:
+    """Run from fixed instants (each weekday, holiday eves, before a make-up Saturday):
+    the departments' clocks count working days of the calendar, and the case's own clock
+    runs beside them: where it runs out first, the case is escalated as well."""
     client = ts_client
+    placed = place(instant, await ts_env.get_current_time(), POLICY)
+    worker = build_worker(
+        ts_env.client, pool, placed.policy, task_queue, keyring=KEYRING, fail_fast=True
+    )
     tasks: list[str] = []
     try:
-        async with case_worker(ts_env.client):
+        async with worker:
+            await skip_to(ts_env, placed)
             opened = await client.open_case(report())
             case = opened.case_id
             await client.send(
@@ -83,9 +120,10 @@ async def test_departments_run_their_own_clocks_and_the_late_one_is_escalated(
             await client.send(case, "record_department_report", {"actor": POLICE, "report": "ok"})
             police_outcome = await police.result()
             events = await client.events(case)
-            await client.send(
-                case, "report_resolution", {"actor": STREET_OFFICER, "summary": "修复"}
-            )
+            # whoever holds the case now reports the resolution
+            resolver = STREET_OFFICER if late.level is Level.STREET else DISTRICT_OFFICER
+            await client.send(case, "report_resolution", {"actor": resolver, "summary": "修复"})
+            resolved = await client.state(case)
     finally:
         for task in tasks:
             with contextlib.suppress(RPCError):  # closed already
@@ -93,9 +131,9 @@ async def test_departments_run_their_own_clocks_and_the_late_one_is_escalated(
 
     [summoned] = [e for e in events if isinstance(e, DepartmentsSummoned)]
     assert set(summoned.deadlines) == {"water", "police"}
-    # three working days, ending at local midnight (Asia/Shanghai)
-    local_due = summoned.deadlines["police"].due_at.astimezone(ZoneInfo("Asia/Shanghai"))
-    assert (local_due.hour, local_due.minute) == (0, 0)
+    # three working days of the calendar, ending at local midnight (Asia/Shanghai)
+    expected = placed.shift(datetime.fromisoformat(POLICE_DUE[instant.name] + "T00:00+08:00"))
+    assert summoned.deadlines["police"].due_at == expected
     assert "3 working days" in summoned.deadlines["police"].label
     # the task's timers reached the case: a warning, then the escalation
     warned = [e for e in events if isinstance(e, DepartmentWarned)]
@@ -103,13 +141,22 @@ async def test_departments_run_their_own_clocks_and_the_late_one_is_escalated(
     assert [e.department for e in warned] == ["police"]
     assert [e.department for e in escalated] == ["police"] and escalated[0].due_at == due
     assert escalated[0].occurred_at >= due
-    assert late.late_departments == ["police"] and late.flag is Flag.YELLOW
+    assert late.late_departments == ["police"] and late.flag is not Flag.GREEN
     assert running is WorkflowExecutionStatus.RUNNING  # the escalated part stays open
     reports = {e.department: e.on_time for e in events if isinstance(e, DepartmentReported)}
     assert reports == {"water": True, "police": False}
     # each task's own result says the same
     assert water.on_time is True and not water.warned and not water.escalated
     assert police_outcome.on_time is False and police_outcome.warned and police_outcome.escalated
+    # the case's own clock (hard matter at the street: 5 days) ran beside the departments'
+    case_due = state.deadlines[Clock.RESOLVE].due_at
+    case_escalations = [e for e in events if isinstance(e, CaseEscalated)]
+    if case_due > due + timedelta(hours=1):
+        assert late.level is Level.STREET and case_escalations == []
+        assert late.flag is Flag.YELLOW
+    else:
+        assert late.level is Level.DISTRICT and len(case_escalations) == 1
+    assert resolved.step is Step.FEEDBACK
 
 
 async def test_a_self_governance_case_that_misses_its_talk_day_goes_on_the_resolve_clock(
