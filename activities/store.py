@@ -21,7 +21,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.contract import CHAIN_CONFLICT, LOAD_POLICY, RECORD_EVENTS, Appended, EventBatch
 from caseloop.crypto import Keyring
-from domain.events import PERSONAL_FIELDS, EventBase, event_payload
+from domain.events import PERSONAL_FIELDS, STATE_PERSONAL_FIELDS, EventBase, event_payload
 from domain.policy import DeadlinePolicy
 from domain.state import CaseRecord, CaseState
 
@@ -46,10 +46,13 @@ def event_hash(
     return hashlib.sha256(bytes.fromhex(prev_hash) + body).hexdigest()
 
 
-def _personal(payload: dict[str, Any]) -> Iterator[tuple[dict[str, Any], str]]:
-    """(parent object, field name) of each personal field present in an event payload."""
-    for path in PERSONAL_FIELDS.get(str(payload["type"]), ()):
-        parent: Any = payload
+def _personal(
+    document: dict[str, Any], paths: Iterable[tuple[str, ...]] | None = None
+) -> Iterator[tuple[dict[str, Any], str]]:
+    """(parent object, field name) of each personal field present in a JSON document: an
+    event payload (the fields its type declares) or the case's state (`paths`)."""
+    for path in PERSONAL_FIELDS.get(str(document["type"]), ()) if paths is None else paths:
+        parent: Any = document
         for part in path[:-1]:
             parent = parent.get(part) if isinstance(parent, dict) else None
         if isinstance(parent, dict) and parent.get(path[-1]) is not None:
@@ -207,9 +210,10 @@ async def append(pool: asyncpg.Pool, batch: EventBatch, keyring: Keyring | None 
 
 
 def _public_state(state: CaseState) -> dict[str, Any]:
-    """The state for the read model, without the reporter's personal data."""
+    """The state for the read model, without the personal fields the event store seals."""
     data = state.model_dump(mode="json")
-    data["case"].pop("reporter", None)
+    for parent, name in _personal(data, STATE_PERSONAL_FIELDS):
+        del parent[name]
     return data
 
 

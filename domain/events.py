@@ -272,6 +272,9 @@ PERSONAL_FIELDS: dict[str, tuple[tuple[str, ...], ...]] = {
         ("case", "location", "coordinates"),
     ),
 }
+# A case's state carries the report as its `case_opened` event does, under `case`: the
+# read model (`cases.state`) leaves these same fields out.
+STATE_PERSONAL_FIELDS = PERSONAL_FIELDS["case_opened"]
 
 
 def event_payload(event: EventBase) -> dict[str, object]:

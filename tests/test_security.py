@@ -25,16 +25,55 @@ from caseloop.crypto import EncryptionCodec, Keyring
 from caseloop.settings import Settings, SettingsError
 from support import KEYRING, LIFECYCLE, report
 
-NAME, PHONE, ADDRESS = "王阿姨", "13800000000", "3号楼2单元"
+# A resident no other test reports: the whole database is searched for these values.
+NAME, PHONE, ADDRESS = "诸葛秀英", "13912345678", "幸福里7号楼3单元502室"
+LAT, LON = 29.317204, 120.075391
 TOKEN = "t0ken-for-the-codec-server"
 UI = "http://localhost:8233"
 
 
+def resident_report() -> dict[str, Any]:
+    """The suite's report from this resident, about their home (its text names neither)."""
+    case = report()
+    case["location"] = {
+        **case["location"],
+        "address": ADDRESS,
+        "coordinates": {"lat": LAT, "lon": LON},
+    }
+    case["reporter"] = {**case["reporter"], "name": NAME, "phone": PHONE}
+    return case
+
+
 def secrets_in(data: bytes) -> list[str]:
-    return [s for s in (NAME, PHONE, ADDRESS) if s.encode() in data]
+    """The resident's values found in `data`, as UTF-8 or as JSON's \\u escapes."""
+    values = (NAME, PHONE, ADDRESS, str(LAT), str(LON))
+    return [v for v in values if v.encode() in data or json.dumps(v)[1:-1].encode() in data]
 
 
-async def test_temporal_sees_no_personal_data(
+async def stored_text(pool: asyncpg.Pool) -> dict[str, bytes]:
+    """The text of every column of every row of every table (and materialized view) in
+    every schema but PostgreSQL's own, found in the catalog so a new table is covered:
+    the bytes as stored, JSON columns included, not a Python dump of them."""
+    columns = await pool.fetch(
+        """SELECT c.oid::regclass::text AS name,
+                  string_agg(quote_ident(a.attname) || '::text', ', ') AS texts
+             FROM pg_class c
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+            WHERE c.relkind IN ('r', 'p', 'm')
+              AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+              AND n.nspname NOT LIKE 'pg_toast%'
+            GROUP BY c.oid"""
+    )
+    text = {}
+    for table in columns:
+        rows = f"SELECT concat_ws(E'\\n', {table['texts']}) AS row FROM {table['name']}"
+        joined = await pool.fetchval(f"SELECT string_agg(row, E'\\n') FROM ({rows}) r")
+        text[table["name"]] = str(joined or "").encode()
+    return text
+
+
+async def test_temporal_and_postgresql_see_no_personal_data(
     dev_env: WorkflowEnvironment,
     case_worker: Callable[[Any], Worker],
     task_queue: str,
@@ -46,19 +85,18 @@ async def test_temporal_sees_no_personal_data(
         dev_env.client.service_client.config.target_host, namespace="default"
     )
     async with case_worker(dev_env.client):
-        opened = await client.open_case(report())
+        opened = await client.open_case(resident_report())
         for name, payload in LIFECYCLE:
             await client.send(opened.case_id, name, payload)
         await client.result(opened.case_id)
         # the control: the same report sent by a client without the codec is readable
         plain = await raw.start_workflow(
-            "CaseWorkflow", report(), id=f"{opened.case_id}x", task_queue=task_queue
+            "CaseWorkflow", resident_report(), id=f"{opened.case_id}x", task_queue=task_queue
         )
         plain_history = await plain.fetch_history()
         await plain.terminate("control done")
     history = await raw.get_workflow_handle(opened.case_id).fetch_history()
     assert secrets_in(history.to_json().encode()) == []
-    assert secrets_in(json.dumps(json_format.MessageToDict(history.events[0])).encode()) == []
     raw_bytes = b"".join(e.SerializeToString() for e in history.events)
     assert secrets_in(raw_bytes) == []
     assert secrets_in(b"".join(e.SerializeToString() for e in plain_history.events)) != []
@@ -67,15 +105,27 @@ async def test_temporal_sees_no_personal_data(
     assert b"stairwell" not in raw_bytes
     started = history.events[0].workflow_execution_started_event_attributes
     assert started.input.payloads[0].metadata["encoding"] == b"binary/encrypted"
-    # and the event store keeps them sealed, yet recoverable by whoever holds the key
+    # no table of PostgreSQL holds them in clear: not the event store, not the read model
+    # (`cases` and its state JSON), not the ledger, nor any table added later; the search
+    # reads Chinese as stored (the title, not personal, is found) and the case is archived
+    tables = await stored_text(pool)
+    title = "楼道灯坏了".encode()
+    assert title in tables["cases"] and title in tables["case_events"]
+    assert opened.case_id.encode() in tables["ledger"]
+    assert {name: secrets_in(text) for name, text in tables.items() if secrets_in(text)} == {}
+    # the event store keeps them sealed, yet recoverable by whoever holds the key
     rows = await pool.fetch(
         "SELECT * FROM case_events WHERE case_id = $1 ORDER BY seq", opened.case_id
     )
-    assert secrets_in(b"".join(json.dumps(r["payload"]).encode() for r in rows)) == []
-    reporter = rows[0]["payload"]["case"]["reporter"]
-    assert KEYRING.unseal(reporter["sealed"], opened.case_id)["phone"] == PHONE
+    case = rows[0]["payload"]["case"]
+    assert KEYRING.unseal(case["reporter"]["sealed"], opened.case_id)["name"] == NAME
+    assert KEYRING.unseal(case["location"]["address"]["sealed"], opened.case_id) == ADDRESS
+    assert KEYRING.unseal(case["location"]["coordinates"]["sealed"], opened.case_id) == {
+        "lat": LAT,
+        "lon": LON,
+    }
     with pytest.raises(ValueError, match="damaged or forged"):
-        KEYRING.unseal(reporter["sealed"], "case-hotline_12345-another")
+        KEYRING.unseal(case["reporter"]["sealed"], "case-hotline_12345-another")
     assert first_broken_link(rows) is None
 
 
