@@ -11,6 +11,7 @@ workflow uses, so a bad report is refused at once with the field and the reason.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from temporalio.client import (
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from caseloop.crypto import EncryptionCodec, Keyring
 from caseloop.settings import Settings
@@ -34,12 +35,14 @@ from domain.decider import expected_case_id
 from domain.errors import DomainError
 from domain.events import EVENT_LIST, Event
 from domain.state import CaseRecord, CaseState, CaseSummary
+from workflows.errors import CaseError, CaseOpening, CommandRefused, RecordingFailed, error_of
+
+__all__ = ["CaseClient", "CaseError", "CaseOpening", "CommandRefused", "Opened", "RecordingFailed"]
 
 WORKFLOW_TYPE = "CaseWorkflow"
-
-
-class CommandRefused(Exception):
-    """The case refused a command; the message names the field or rule and the reason."""
+# a command sent while its case is still recording its opening is sent again, after these
+# pauses (seconds): the opening takes a few tens of milliseconds
+_OPENING_PAUSES = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 1.0, 2.0, 2.0, 3.0)
 
 
 @dataclass(frozen=True)
@@ -92,19 +95,19 @@ class CaseClient:
             case = parse_open_case(case)
         case_id = expected_case_id(case) or f"case-{case.source.value}-{uuid.uuid4().hex}"
         try:
-            handle = await self.client.start_workflow(
+            await self.client.start_workflow(
                 WORKFLOW_TYPE,
                 case.model_dump(mode="json"),
                 id=case_id,
                 task_queue=self.task_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                # the ticket's case exists (running, or closed: reuse is refused)
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 static_summary=f"{case.category}: {case.title}"[:200],
             )
         except WorkflowAlreadyStartedError:
-            return Opened(case_id, created=False)  # closed already: the archived case
-        started = handle._start_workflow_response
-        return Opened(case_id, created=bool(started is None or started.started))
+            return Opened(case_id, created=False)
+        return Opened(case_id, created=True)
 
     async def send(
         self,
@@ -117,8 +120,12 @@ class CaseClient:
         """Send one command (a Workflow Update named after it) and return the new summary.
 
         `command_id` is the update id: sending the same id again applies it once. Raises
-        CommandRefused with the case's reason when the command is refused."""
+        CommandRefused with the case's reason when the command is refused (nothing
+        recorded), RecordingFailed when its events could not be recorded. A command that
+        reaches a case still recording its opening is sent again for a few seconds."""
         if isinstance(payload, Command):
+            if payload.kind != command:
+                raise CommandRefused(f"{command}: the payload is a {payload.kind} command")
             body = payload.model_dump(mode="json", exclude={"kind"})
         else:
             try:
@@ -126,19 +133,19 @@ class CaseClient:
             except DomainError as exc:
                 raise CommandRefused(str(exc)) from None
             body = dict(payload)
-        try:
-            summary: CaseSummary = await self._handle(case_id).execute_update(
-                command,
-                body,
-                id=command_id or uuid.uuid4().hex,
-                result_type=CaseSummary,
-            )
-            return summary
-        except WorkflowUpdateFailedError as exc:
-            cause = exc.cause
-            raise CommandRefused(
-                cause.message if isinstance(cause, ApplicationError) else str(cause)
-            ) from None
+        update_id = command_id or uuid.uuid4().hex
+        for pause in (*_OPENING_PAUSES, None):
+            try:
+                summary: CaseSummary = await self._handle(case_id).execute_update(
+                    command, body, id=update_id, result_type=CaseSummary
+                )
+                return summary
+            except WorkflowUpdateFailedError as exc:
+                error = error_of(exc.cause)
+                if not isinstance(error, CaseOpening) or pause is None:
+                    raise error from None
+            await asyncio.sleep(pause)
+        raise AssertionError("unreachable")
 
     async def state(self, case_id: str) -> CaseState:
         result: CaseState = await self._handle(case_id).query("state", result_type=CaseState)

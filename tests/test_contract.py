@@ -16,7 +16,8 @@ from domain.decider import fold, open_case
 from domain.model import Flag, Level, Severity
 from domain.policy import DEFAULT_POLICY, Clock
 from support import report
-from workflows.case import CaseWorkflow, details
+from workflows.case import CaseWorkflow
+from workflows.details import details
 from workflows.search import ALL_KEYS, search_updates
 
 

@@ -15,7 +15,8 @@ from caseloop.audit import Replayed, history_files, load_history, replay
 from caseloop.client import data_converter
 from caseloop.crypto import Keyring
 from worker import SANDBOX
-from workflows.case import PATCH_DEPARTMENT_TASKS, PATCH_POLICY_LOCAL, CaseWorkflow
+from workflows.case import PATCH_POLICY_LOCAL, CaseWorkflow
+from workflows.department import PATCH_DEPARTMENT_TASKS
 
 GOLDEN = Path(__file__).parent / "golden"
 CONVERTER = data_converter(Keyring.parse((GOLDEN / "keyring.txt").read_text().strip()))

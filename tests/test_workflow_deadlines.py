@@ -116,7 +116,7 @@ def test_timer_summaries_name_the_wake_and_the_local_due_time() -> None:
     from datetime import UTC, datetime
 
     from domain.model import Severity
-    from workflows.case import timer_summary
+    from workflows.details import timer_summary
 
     start = datetime(2026, 11, 23, 1, 30, tzinfo=UTC)  # 09:30 in Asia/Shanghai
     d = P.deadline(Clock.RESOLVE, Level.COMMUNITY, Severity.MAJOR, start)

@@ -17,12 +17,14 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
 from activities.store import first_broken_link
+from caseloop.audit import compare, replay, stored_rows
 from caseloop.client import CaseClient, CommandRefused
 from domain.model import Level, Outcome, Step
 from support import (
     COMMUNITY_ADMIN,
     CONVERTER,
     GRID_WORKER,
+    KEYRING,
     LIFECYCLE,
     RESIDENT,
     STREET,
@@ -311,3 +313,71 @@ async def test_history_replays_deterministically(
     replayer = Replayer(workflows=[CaseWorkflow], data_converter=CONVERTER, workflow_runner=SANDBOX)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None
+
+
+async def test_a_bad_command_sent_while_the_case_opens_leaves_no_trace(
+    client: CaseClient, case_worker: MakeWorker
+) -> None:
+    """A command that arrives before the case has recorded its opening is judged before
+    it is accepted: refused, it leaves nothing in the history; a good one is applied."""
+    wrong = {**STREET_OFFICER, "org": "S-99"}
+    bad = {"actor": wrong, "severity": "minor", "handling_class": "immediate"}
+    async with case_worker(client.client):
+        cases = [(await client.open_case(report())).case_id for _ in range(5)]
+        # straight to the server, as another system would, the moment each case starts
+        refusals = await asyncio.gather(
+            *(
+                client.client.get_workflow_handle(case).execute_update(
+                    "dispatch", bad, id=f"bad-{uuid.uuid4().hex}"
+                )
+                for case in cases
+            ),
+            return_exceptions=True,
+        )
+        # the Python client's command right after the start is applied
+        good = (await client.open_case(report())).case_id
+        await client.send(good, *LIFECYCLE[0])
+        for case in cases:
+            await until_opened(client, case)
+        histories = [await history_event_types(client, case) for case in cases]
+        dispatched = await client.state(good)
+
+    for refused in refusals:
+        cause = getattr(refused, "cause", None)
+        assert isinstance(cause, ApplicationError), refused
+        assert cause.type in ("CommandRefused", "CaseOpening"), cause.type
+    for types in histories:
+        assert not any("UPDATE" in t or "TASK_FAILED" in t for t in types), types
+    assert dispatched.step is Step.COLLECT and dispatched.assignee is None
+    assert dispatched.last_event == "case_dispatched"
+
+
+async def test_queries_during_opening_do_not_change_what_the_audit_sees(
+    client: CaseClient, case_worker: MakeWorker, pool: asyncpg.Pool
+) -> None:
+    """A case queried while it opens records the same opening time the replay derives."""
+
+    async def open_and_watch() -> str:
+        case = (await client.open_case(report())).case_id
+        handle = client.client.get_workflow_handle(case)
+        for _ in range(200):
+            if await handle.query("state") is not None:
+                break
+        return case
+
+    async with case_worker(client.client):
+        cases = await asyncio.gather(*(open_and_watch() for _ in range(12)))
+        for case in cases:
+            await until_opened(client, case)
+    histories = [
+        (case, await client.client.get_workflow_handle(case).fetch_history()) for case in cases
+    ]
+    mismatches = []
+    async with pool.acquire() as conn:
+        async for replayed in replay(histories, CONVERTER):
+            assert replayed.failure is None, replayed.failure
+            rows = await stored_rows(conn, replayed.workflow_id)
+            found = compare(replayed.workflow_id, replayed.events, rows, KEYRING, complete=False)
+            if found is not None:
+                mismatches.append(found)
+    assert mismatches == []

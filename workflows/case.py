@@ -9,42 +9,39 @@ next clock needs attention. Shape and pitfalls: DESIGN.md §2, §3, §6.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
+from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
-from temporalio.workflow import ParentClosePolicy
+from temporalio.exceptions import ActivityError
 
 from activities.contract import CHAIN_CONFLICT, LOAD_POLICY, RECORD_EVENTS, Appended, EventBatch
 from domain.commands import (
     COMMANDS,
     CheckDeadlines,
     CheckDepartment,
+    Command,
     parse_command,
     parse_open_case,
 )
 from domain.decider import decide, evolve, open_case
 from domain.errors import DomainError
-from domain.events import CaseArchived, DepartmentReported, DepartmentsSummoned, Event
-from domain.model import Frozen, Step
-from domain.policy import Deadline, DeadlinePolicy, format_duration
+from domain.events import Event
+from domain.model import Frozen
+from domain.policy import DeadlinePolicy
 from domain.state import CaseRecord, CaseState, CaseSummary, record, summary
-from workflows.department import (
-    CLOCK_SIGNAL,
-    REPORTED_SIGNAL,
-    DepartmentTaskInput,
-    DepartmentTaskWorkflow,
-    task_id,
-    task_search_attributes,
+from workflows.department import CLOCK_SIGNAL, ClockDue, follow_departments
+from workflows.details import details, timer_summary
+from workflows.errors import (
+    CASE_OPENING,
+    COMMAND_REFUSED,
+    INVALID_CASE_INPUT,
+    RECORDING_FAILED,
+    failure,
 )
 from workflows.search import search_updates
-
-# Error types a caller can tell apart (`ApplicationError.type`).
-INVALID_INPUT = "InvalidCaseInput"
-COMMAND_REFUSED = "CommandRefused"
-RECORDING_FAILED = "RecordingFailed"
 
 _POLICY_TIMEOUT = timedelta(seconds=10)
 # one transaction of a few rows; short, so a killed worker's attempt is retried soon
@@ -65,8 +62,10 @@ _APPLIED_CARRIED = 2000
 # Versioning (README "Changing the workflow"): each id marks one change of the commands
 # the workflow emits; histories recorded before it replay through the old branch.
 PATCH_POLICY_LOCAL = "policy-as-local-activity"
-# summoned departments with clocks get a DepartmentTask child workflow each
-PATCH_DEPARTMENT_TASKS = "department-tasks"
+# the opening is stamped with the time of the run's first activation, which every replay
+# sees alike; before, with the time after the policy's local activity, which a query
+# arriving meanwhile could change between the run and a replay
+PATCH_OPENED_AT_START = "opened-at-first-activation"
 
 
 class Continued(Frozen):
@@ -132,7 +131,8 @@ class CaseWorkflow:
         try:
             case = parse_open_case(payload)
         except DomainError as exc:
-            raise ApplicationError(str(exc), type=INVALID_INPUT, non_retryable=True) from None
+            raise failure(str(exc), INVALID_CASE_INPUT) from None
+        opened_at = workflow.now() if workflow.patched(PATCH_OPENED_AT_START) else None
         if workflow.patched(PATCH_POLICY_LOCAL):
             # a local activity: no round trip through the server, three history events fewer
             self._policy = await workflow.execute_local_activity(
@@ -150,9 +150,11 @@ class CaseWorkflow:
             )
         async with self._lock:
             try:
-                opened = open_case(workflow.info().workflow_id, case, workflow.now(), self._policy)
+                opened = open_case(
+                    workflow.info().workflow_id, case, opened_at or workflow.now(), self._policy
+                )
             except DomainError as exc:
-                raise ApplicationError(str(exc), type=INVALID_INPUT, non_retryable=True) from None
+                raise failure(str(exc), INVALID_CASE_INPUT) from None
             await self._commit(opened, None)
 
     # ------------------------------------------------------------------ continue-as-new
@@ -196,47 +198,59 @@ class CaseWorkflow:
                 timeout_summary=summary_text,
             )
         except TimeoutError:
-            async with self._lock:
-                # a command may have moved the case while the lock was taken
-                events = decide(self._ready, CheckDeadlines(), workflow.now(), self._policy_)
-                if events:
-                    await self._commit(events, None)
+            # a command may have moved the case meanwhile: the decider looks at the clocks
+            await self._decide_and_commit(CheckDeadlines(), None)
 
     # ------------------------------------------------------------------ commands
 
     def _validate(self, name: str, payload: dict[str, Any]) -> None:
-        """Refuse bad commands before they touch the history (DESIGN.md §2)."""
+        """Refuse bad commands before they touch the history (docs/architecture.md,
+        "Refusals leave no trace")."""
         try:
             command = parse_command(name, payload)
-            if self._state is None or self._policy is None:
-                return  # the case is still opening: the handler waits and decides then
-            info = workflow.current_update_info()
-            if info is not None and info.id in self._applied:
-                return  # a retried command: answered with the current summary
+        except DomainError as exc:
+            raise failure(str(exc), COMMAND_REFUSED) from None
+        if self._state is None or self._policy is None:
+            # nothing to judge the command against yet; accepted, it could only be
+            # refused by the handler, with the refusal in the history
+            raise failure(
+                f"{name}: the case is still opening; send the command again", CASE_OPENING
+            )
+        info = workflow.current_update_info()
+        if info is not None and info.id in self._applied:
+            return  # a retried command: answered with the current summary
+        try:
             decide(self._state, command, workflow.now(), self._policy)
         except DomainError as exc:
-            raise ApplicationError(str(exc), type=COMMAND_REFUSED, non_retryable=True) from None
+            raise failure(str(exc), COMMAND_REFUSED) from None
 
     async def _handle(self, name: str, payload: dict[str, Any]) -> CaseSummary:
         try:
             command = parse_command(name, payload)
         except DomainError as exc:
-            raise ApplicationError(str(exc), type=COMMAND_REFUSED, non_retryable=True) from None
+            raise failure(str(exc), COMMAND_REFUSED) from None
         info = workflow.current_update_info()
-        command_id = info.id if info is not None else None
         self._updates_this_run += 1
+        try:
+            await self._decide_and_commit(command, info.id if info is not None else None)
+        except DomainError as exc:
+            # the case moved on between validator and handler
+            raise failure(str(exc), COMMAND_REFUSED) from None
+        return summary(self._ready)
+
+    async def _decide_and_commit(
+        self, command: Command | CheckDeadlines | CheckDepartment, command_id: str | None
+    ) -> None:
+        """The one path from a command (a resident's, an officer's, or a clock's) to the
+        recorded events: under the lock, decide on the current state, record what follows.
+        A command id applied already records nothing again."""
         await workflow.wait_condition(lambda: self._state is not None)
         async with self._lock:
-            if command_id is None or command_id not in self._applied:
-                try:
-                    events = decide(self._ready, command, workflow.now(), self._policy_)
-                except DomainError as exc:
-                    # the case moved on between validator and handler
-                    raise ApplicationError(
-                        str(exc), type=COMMAND_REFUSED, non_retryable=True
-                    ) from None
+            if command_id is not None and command_id in self._applied:
+                return
+            events = decide(self._ready, command, workflow.now(), self._policy_)
+            if events:
                 await self._commit(events, command_id)
-        return summary(self._ready)
 
     # ------------------------------------------------------------------ recording
 
@@ -270,10 +284,8 @@ class CaseWorkflow:
             )
         except ActivityError as exc:
             # Only a conflict in the stored chain ends up here: the command is not applied.
-            raise ApplicationError(
-                f"the events could not be recorded: {exc.cause or exc}",
-                type=RECORDING_FAILED,
-                non_retryable=True,
+            raise failure(
+                f"the events could not be recorded: {exc.cause or exc}", RECORDING_FAILED
             ) from None
         self._state = state
         self._events.extend(stamped)
@@ -283,78 +295,20 @@ class CaseWorkflow:
         if updates:
             workflow.upsert_search_attributes(updates)
         workflow.set_current_details(details(state, self._policy_))
-        await self._department_tasks(stamped, state)
+        await follow_departments(stamped, state, self._policy_.timezone)
 
     # ------------------------------------------------------------------ departments
-
-    async def _department_tasks(self, events: list[Event], state: CaseState) -> None:
-        """Start a task per summoned department with a clock, tell a task its department
-        has reported, cancel the open tasks of a case that ends. Called with the lock held,
-        after the events are recorded."""
-        for event in events:
-            if isinstance(event, DepartmentsSummoned) and event.deadlines:
-                if not workflow.patched(PATCH_DEPARTMENT_TASKS):
-                    return
-                for department, deadline in event.deadlines.items():
-                    await self._start_department_task(state, department, deadline)
-            elif isinstance(event, DepartmentReported) and event.on_time is not None:
-                await self._tell_task(
-                    event.department, {"reported_at": event.occurred_at.isoformat()}
-                )
-            elif isinstance(event, CaseArchived):
-                for department in state.department_deadlines:
-                    if department not in state.reported:
-                        await self._tell_task(department, None)
-
-    async def _start_department_task(
-        self, state: CaseState, department: str, deadline: Deadline
-    ) -> None:
-        location = state.case.location
-        task = DepartmentTaskInput(
-            case_id=state.case_id,
-            department=department,
-            orgs=[location.street_id, location.district_id],
-            deadline=deadline,
-            timezone=self._policy_.timezone,
-        )
-        await workflow.start_child_workflow(
-            DepartmentTaskWorkflow.run,
-            task.model_dump(mode="json"),
-            id=task_id(state.case_id, department),
-            # the task outlives a continue-as-new of the case; it reaches the case by id
-            parent_close_policy=ParentClosePolicy.ABANDON,
-            search_attributes=task_search_attributes(task),
-            static_summary=f"department {department}: {state.case.title}",
-        )
-
-    async def _tell_task(self, department: str, reported: dict[str, Any] | None) -> None:
-        """Signal a department's task (None: cancel it). A task an operator ended
-        already is no reason to fail the case."""
-        handle = workflow.get_external_workflow_handle(task_id(self._ready.case_id, department))
-        try:
-            if reported is None:
-                await handle.cancel()
-            else:
-                await handle.signal(REPORTED_SIGNAL, reported)
-        except Exception:
-            workflow.logger.warning("department task not reachable", extra={"d": department})
 
     @workflow.signal(name=CLOCK_SIGNAL)
     async def department_clock(self, payload: Any) -> None:
         """A department's task: its clock needs attention. The decider looks at the clock
         itself, so an early, repeated or forged signal records nothing."""
         try:
-            command = CheckDepartment.model_validate(
-                {"department": payload.get("department")} if isinstance(payload, dict) else {}
-            )
-        except ValueError:
+            due = ClockDue.model_validate(payload)
+        except ValidationError:
             workflow.logger.warning("department_clock signal without a valid department")
             return
-        await workflow.wait_condition(lambda: self._state is not None)
-        async with self._lock:
-            events = decide(self._ready, command, workflow.now(), self._policy_)
-            if events:
-                await self._commit(events, None)
+        await self._decide_and_commit(CheckDepartment(department=due.department), None)
 
     @property
     def _ready(self) -> CaseState:
@@ -397,52 +351,3 @@ class CaseWorkflow:
     add_note = _command_update("add_note")
     withdraw = _command_update("withdraw")
     merge_into = _command_update("merge_into")
-
-
-def timer_summary(at: datetime, deadline: Deadline, policy: DeadlinePolicy) -> str:
-    """What a timer waits for, as the UI shows it on the timer (local office time)."""
-    due = policy.local(deadline.due_at).strftime("%Y-%m-%d %H:%M")
-    if deadline.breached:
-        return f"reminder: deadline {deadline.label}, overdue since {due}"
-    if at < deadline.due_at:
-        return f"warning before deadline {deadline.label}, due {due}"
-    return f"deadline {deadline.label}, due {due}"
-
-
-def details(state: CaseState, policy: DeadlinePolicy) -> str:
-    """The markdown the Temporal UI shows as the case's current details, with times in
-    the policy's timezone (the office's local time)."""
-
-    def local(at: datetime) -> str:
-        return policy.local(at).strftime("%Y-%m-%d %H:%M")
-
-    lines = [
-        f"**{state.case.title}**",
-        "",
-        f"- step: **{state.step.value}**"
-        + (f", level **{state.level.value}**" if state.level else ""),
-        f"- flag: {state.flag.value}",
-        f"- handler: {state.assignee or '—'}",
-    ]
-    for deadline in state.deadlines.values():
-        left = deadline.due_at - state.updated_at
-        lines.append(
-            f"- deadline {deadline.label}: due {local(deadline.due_at)}"
-            + (
-                f" ({format_duration(left)} left at the last event)"
-                if left.total_seconds() > 0
-                else " (overdue)"
-            )
-        )
-    lines.append(
-        f"- last event: {state.last_event} at {local(state.updated_at)} ({policy.timezone})"
-    )
-    for department, clock in state.department_deadlines.items():
-        done = "reported" if department in state.reported else "open"
-        late = ", late: escalated" if department in state.late_departments else ""
-        lines.append(f"- department {department}: {done}, due {local(clock.due_at)}{late}")
-    if state.talk_day is not None and state.step in (Step.COLLECT, Step.DELIBERATE):
-        lines.append(f"- talk day: {state.talk_day.isoformat()}")
-    if state.reopen_count or state.escalation_count:
-        lines.append(f"- reopened {state.reopen_count}×, escalated {state.escalation_count}×")
-    return "\n".join(lines)

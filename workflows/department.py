@@ -18,20 +18,25 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ApplicationError
+from temporalio.workflow import ParentClosePolicy
 
 from domain.errors import validation_message
+from domain.events import CaseArchived, DepartmentReported, DepartmentsSummoned, Event
 from domain.model import Flag, Frozen, OrgId
 from domain.policy import Deadline
+from domain.state import CaseState
+from workflows.errors import INVALID_CASE_INPUT, failure
 from workflows.search import ASSIGNEE, CASE_ORGS, CASE_STEP, DUE_AT, FLAG_COLOR
 
 WORKFLOW_TYPE = "DepartmentTask"
-INVALID_INPUT = "InvalidCaseInput"
 CLOCK_SIGNAL = "department_clock"  # task -> case: this department's clock needs attention
 REPORTED_SIGNAL = "reported"  # case -> task: the department has reported
 _MIN_TIMER = timedelta(seconds=1)
+# summoned departments with clocks get a DepartmentTask child workflow each
+PATCH_DEPARTMENT_TASKS = "department-tasks"
 
 
 class DepartmentTaskInput(Frozen):
@@ -40,6 +45,27 @@ class DepartmentTaskInput(Frozen):
     orgs: list[OrgId]  # the case's street and district: who sees the part in the UI
     deadline: Deadline
     timezone: str
+
+
+class ClockDue(Frozen):
+    """Signal `department_clock`, task to case: this department's clock needs attention
+    (the case's decider looks at the clock itself)."""
+
+    department: OrgId
+
+
+class Reported(Frozen):
+    """Signal `reported`, case to task: the department reported at this time."""
+
+    reported_at: datetime
+
+
+class Progress(Frozen):
+    """Query `outcome`: where a task stands."""
+
+    reported_at: datetime | None
+    warned: bool
+    escalated: bool
 
 
 class DepartmentOutcome(Frozen):
@@ -78,10 +104,8 @@ class DepartmentTaskWorkflow:
     async def run(self, payload: Any) -> DepartmentOutcome:
         try:
             task = DepartmentTaskInput.model_validate(payload)
-        except ValueError as exc:
-            raise ApplicationError(
-                validation_message("DepartmentTask", exc), type=INVALID_INPUT, non_retryable=True
-            ) from None
+        except ValidationError as exc:
+            raise failure(validation_message("DepartmentTask", exc), INVALID_CASE_INPUT) from None
         deadline = task.deadline
         while self._reported_at is None and not self._escalated:
             warn = not self._warned and deadline.warn_at < deadline.due_at
@@ -117,7 +141,7 @@ class DepartmentTaskWorkflow:
     async def _tell_case(self, task: DepartmentTaskInput) -> None:
         case = workflow.get_external_workflow_handle(task.case_id)
         try:
-            await case.signal(CLOCK_SIGNAL, {"department": task.department})
+            await case.signal(CLOCK_SIGNAL, ClockDue(department=task.department))
         except Exception:
             # the case has ended (archived): nothing is waiting for this part any more
             workflow.logger.info("case gone; department clock not delivered")
@@ -128,18 +152,73 @@ class DepartmentTaskWorkflow:
 
     @workflow.signal(name=REPORTED_SIGNAL)
     def reported(self, payload: Any) -> None:
+        # Any, not the model: a signal that does not decode would fail the workflow task
         try:
-            at = datetime.fromisoformat(payload["reported_at"])
-        except (TypeError, KeyError, ValueError):
+            at = Reported.model_validate(payload).reported_at
+        except ValidationError:
             workflow.logger.warning("reported signal without a valid reported_at: ignored")
             return
         if self._reported_at is None:
             self._reported_at = at
 
     @workflow.query(name="outcome")
-    def outcome(self) -> dict[str, Any]:
-        return {
-            "reported_at": self._reported_at,
-            "warned": self._warned,
-            "escalated": self._escalated,
-        }
+    def outcome(self) -> Progress:
+        return Progress(
+            reported_at=self._reported_at, warned=self._warned, escalated=self._escalated
+        )
+
+
+# ---------------------------------------------------------------------- the case's side
+# CaseWorkflow calls these after it has recorded a batch of events (with its lock held).
+
+
+async def follow_departments(events: list[Event], state: CaseState, timezone: str) -> None:
+    """Start a task per summoned department with a clock, tell a task its department
+    has reported, cancel the open tasks of a case that ends."""
+    for event in events:
+        if isinstance(event, DepartmentsSummoned) and event.deadlines:
+            if not workflow.patched(PATCH_DEPARTMENT_TASKS):
+                return
+            for department, deadline in event.deadlines.items():
+                await _start_task(state, department, deadline, timezone)
+        elif isinstance(event, DepartmentReported) and event.on_time is not None:
+            await _tell_task(
+                state.case_id, event.department, Reported(reported_at=event.occurred_at)
+            )
+        elif isinstance(event, CaseArchived):
+            for department in state.department_deadlines:
+                if department not in state.reported:
+                    await _tell_task(state.case_id, department, None)
+
+
+async def _start_task(state: CaseState, department: str, deadline: Deadline, timezone: str) -> None:
+    location = state.case.location
+    task = DepartmentTaskInput(
+        case_id=state.case_id,
+        department=department,
+        orgs=[location.street_id, location.district_id],
+        deadline=deadline,
+        timezone=timezone,
+    )
+    await workflow.start_child_workflow(
+        DepartmentTaskWorkflow.run,
+        task.model_dump(mode="json"),
+        id=task_id(state.case_id, department),
+        # the task outlives a continue-as-new of the case; it reaches the case by id
+        parent_close_policy=ParentClosePolicy.ABANDON,
+        search_attributes=task_search_attributes(task),
+        static_summary=f"department {department}: {state.case.title}",
+    )
+
+
+async def _tell_task(case_id: str, department: str, reported: Reported | None) -> None:
+    """Signal a department's task (None: cancel it). A task an operator ended already is
+    no reason to fail the case."""
+    handle = workflow.get_external_workflow_handle(task_id(case_id, department))
+    try:
+        if reported is None:
+            await handle.cancel()
+        else:
+            await handle.signal(REPORTED_SIGNAL, reported)
+    except Exception:
+        workflow.logger.warning("department task not reachable", extra={"d": department})

@@ -1,0 +1,59 @@
+"""What the Temporal UI shows of a case: its current details (markdown) and the summary of
+the timer it waits on, in the office's local time."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from domain.model import Step
+from domain.policy import Deadline, DeadlinePolicy, format_duration
+from domain.state import CaseState
+
+
+def timer_summary(at: datetime, deadline: Deadline, policy: DeadlinePolicy) -> str:
+    """What a timer waits for, as the UI shows it on the timer (local office time)."""
+    due = policy.local(deadline.due_at).strftime("%Y-%m-%d %H:%M")
+    if deadline.breached:
+        return f"reminder: deadline {deadline.label}, overdue since {due}"
+    if at < deadline.due_at:
+        return f"warning before deadline {deadline.label}, due {due}"
+    return f"deadline {deadline.label}, due {due}"
+
+
+def details(state: CaseState, policy: DeadlinePolicy) -> str:
+    """The markdown the Temporal UI shows as the case's current details, with times in
+    the policy's timezone (the office's local time)."""
+
+    def local(at: datetime) -> str:
+        return policy.local(at).strftime("%Y-%m-%d %H:%M")
+
+    lines = [
+        f"**{state.case.title}**",
+        "",
+        f"- step: **{state.step.value}**"
+        + (f", level **{state.level.value}**" if state.level else ""),
+        f"- flag: {state.flag.value}",
+        f"- handler: {state.assignee or '—'}",
+    ]
+    for deadline in state.deadlines.values():
+        left = deadline.due_at - state.updated_at
+        lines.append(
+            f"- deadline {deadline.label}: due {local(deadline.due_at)}"
+            + (
+                f" ({format_duration(left)} left at the last event)"
+                if left.total_seconds() > 0
+                else " (overdue)"
+            )
+        )
+    lines.append(
+        f"- last event: {state.last_event} at {local(state.updated_at)} ({policy.timezone})"
+    )
+    for department, clock in state.department_deadlines.items():
+        done = "reported" if department in state.reported else "open"
+        late = ", late: escalated" if department in state.late_departments else ""
+        lines.append(f"- department {department}: {done}, due {local(clock.due_at)}{late}")
+    if state.talk_day is not None and state.step in (Step.COLLECT, Step.DELIBERATE):
+        lines.append(f"- talk day: {state.talk_day.isoformat()}")
+    if state.reopen_count or state.escalation_count:
+        lines.append(f"- reopened {state.reopen_count}×, escalated {state.escalation_count}×")
+    return "\n".join(lines)
