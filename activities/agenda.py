@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from contextlib import AbstractContextManager
 from datetime import date, timedelta
-from typing import Any
 
 import asyncpg
 import structlog
@@ -23,7 +22,6 @@ from activities.agenda_contract import (
     AGENDA_ACTOR_ID,
     COLLECT_AGENDA,
     SCHEDULE_CASE_DELIBERATION,
-    SCHEDULE_DELIBERATION,
     Agenda,
     AgendaItem,
     CollectAgenda,
@@ -32,7 +30,9 @@ from activities.agenda_contract import (
     command_id,
 )
 from activities.store import Connection
-from caseloop.client import CaseClient, CommandRefused
+from domain.commands import ScheduleDeliberation
+from workflows.errors import CommandRefused
+from workflows.send import send_command
 
 log = structlog.get_logger(__name__)
 
@@ -76,7 +76,7 @@ class AgendaActivities:
 
     def __init__(self, pool: asyncpg.Pool, client: Client, task_queue: str) -> None:
         self.pool = pool
-        self.cases = CaseClient(client, task_queue)
+        self.client = client
 
     @activity.defn(name=COLLECT_AGENDA)
     async def collect_agenda(self, request: CollectAgenda) -> Agenda:
@@ -117,18 +117,20 @@ class AgendaActivities:
     async def _tell(self, agenda: Agenda, item: AgendaItem) -> tuple[ItemResult, str | None]:
         """Send the case its talk day; (SCHEDULED, None), or (SKIPPED, why) when the case
         refuses or its workflow is gone. Anything else raises: the attempt is retried."""
-        payload: dict[str, Any] = {
-            "actor": {"id": AGENDA_ACTOR_ID, "role": "system", "org": agenda.community_id},
-            "talk_day": agenda.talk_day.isoformat(),
-            "agenda_id": agenda.agenda_id,
-        }
+        command = ScheduleDeliberation.model_validate(
+            {
+                "actor": {"id": AGENDA_ACTOR_ID, "role": "system", "org": agenda.community_id},
+                "talk_day": agenda.talk_day,
+                "agenda_id": agenda.agenda_id,
+            }
+        )
         try:
             await asyncio.wait_for(
-                self.cases.send(
+                send_command(
+                    self.client,
                     item.case_id,
-                    SCHEDULE_DELIBERATION,
-                    payload,
-                    command_id=command_id(agenda.community_id, agenda.talk_day),
+                    command,
+                    command_id(agenda.community_id, agenda.talk_day),
                 ),
                 UPDATE_TIMEOUT.total_seconds(),
             )

@@ -20,8 +20,6 @@ from domain.talkdays import (
 WORKFLOW_TYPE = "TalkDayAgenda"
 COLLECT_AGENDA = "collect_agenda"
 SCHEDULE_CASE_DELIBERATION = "schedule_case_deliberation"
-# The case's Workflow Update that tells it its talk day.
-SCHEDULE_DELIBERATION = "schedule_deliberation"
 # The actor the agenda sends the update as (its org is the community).
 AGENDA_ACTOR_ID = "talk-day-agenda"
 

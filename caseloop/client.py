@@ -11,7 +11,6 @@ workflow uses, so a bad report is refused at once with the field and the reason.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import uuid
 from dataclasses import dataclass
@@ -21,7 +20,6 @@ from temporalio.client import (
     Client,
     TLSConfig,
     WorkflowHandle,
-    WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -35,14 +33,12 @@ from domain.decider import expected_case_id
 from domain.errors import DomainError
 from domain.events import EVENT_LIST, Event
 from domain.state import CaseRecord, CaseState, CaseSummary
-from workflows.errors import CaseError, CaseOpening, CommandRefused, RecordingFailed, error_of
+from workflows.errors import CaseError, CaseOpening, CommandRefused, RecordingFailed
+from workflows.send import send_command
 
 __all__ = ["CaseClient", "CaseError", "CaseOpening", "CommandRefused", "Opened", "RecordingFailed"]
 
 WORKFLOW_TYPE = "CaseWorkflow"
-# a command sent while its case is still recording its opening is sent again, after these
-# pauses (seconds): the opening takes a few tens of milliseconds
-_OPENING_PAUSES = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 1.0, 2.0, 2.0, 3.0)
 
 
 @dataclass(frozen=True)
@@ -126,26 +122,13 @@ class CaseClient:
         if isinstance(payload, Command):
             if payload.kind != command:
                 raise CommandRefused(f"{command}: the payload is a {payload.kind} command")
-            body = payload.model_dump(mode="json", exclude={"kind"})
+            parsed = payload
         else:
             try:
-                parse_command(command, payload)
+                parsed = parse_command(command, payload)
             except DomainError as exc:
                 raise CommandRefused(str(exc)) from None
-            body = dict(payload)
-        update_id = command_id or uuid.uuid4().hex
-        for pause in (*_OPENING_PAUSES, None):
-            try:
-                summary: CaseSummary = await self._handle(case_id).execute_update(
-                    command, body, id=update_id, result_type=CaseSummary
-                )
-                return summary
-            except WorkflowUpdateFailedError as exc:
-                error = error_of(exc.cause)
-                if not isinstance(error, CaseOpening) or pause is None:
-                    raise error from None
-            await asyncio.sleep(pause)
-        raise AssertionError("unreachable")
+        return await send_command(self.client, case_id, parsed, command_id)
 
     async def state(self, case_id: str) -> CaseState:
         result: CaseState = await self._handle(case_id).query("state", result_type=CaseState)

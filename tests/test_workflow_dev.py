@@ -18,7 +18,8 @@ from temporalio.worker import Replayer, Worker
 
 from activities.store import first_broken_link
 from caseloop.audit import compare, replay, stored_rows
-from caseloop.client import CaseClient, CommandRefused
+from caseloop.client import CaseClient, CommandRefused, RecordingFailed
+from domain.commands import parse_command
 from domain.model import Level, Outcome, Step
 from support import (
     COMMUNITY_ADMIN,
@@ -199,6 +200,9 @@ async def test_bad_commands_are_refused_and_leave_no_trace(
 async def test_client_refuses_bad_input_before_temporal(client: CaseClient) -> None:
     with pytest.raises(CommandRefused, match="severity"):
         await client.send("case-x-y", "dispatch", {"actor": COMMUNITY_ADMIN})
+    claim = parse_command("claim", {"actor": GRID_WORKER})
+    with pytest.raises(CommandRefused, match="check_in: the payload is a claim command"):
+        await client.send("case-x-y", "check_in", claim)
     from domain.errors import DomainError
 
     with pytest.raises(DomainError, match="reported_at"):
@@ -381,3 +385,25 @@ async def test_queries_during_opening_do_not_change_what_the_audit_sees(
             if found is not None:
                 mismatches.append(found)
     assert mismatches == []
+
+
+async def test_events_that_cannot_be_recorded_are_not_reported_as_a_refusal(
+    client: CaseClient, case_worker: MakeWorker, pool: asyncpg.Pool
+) -> None:
+    """A stored chain that disagrees with the case (here a row 2 written by someone else)
+    fails the command as RecordingFailed, not as a refusal of the command."""
+    async with case_worker(client.client):
+        opened = await client.open_case(report())
+        await until_opened(client, opened.case_id)
+        async with pool.acquire() as conn:
+            await conn.execute(
+                """INSERT INTO case_events (case_id, seq, type, payload, occurred_at, run_id,
+                                            command_id, prev_hash, hash)
+                   SELECT case_id, 2, 'note_added', payload, occurred_at, run_id, NULL,
+                          hash, repeat('f', 64)
+                     FROM case_events WHERE case_id = $1 AND seq = 1""",
+                opened.case_id,
+            )
+        with pytest.raises(RecordingFailed, match="could not be recorded") as failed:
+            await client.send(opened.case_id, *LIFECYCLE[0])
+    assert not isinstance(failed.value, CommandRefused)
