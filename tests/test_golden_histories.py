@@ -15,7 +15,7 @@ from caseloop.audit import Replayed, history_files, load_history, replay
 from caseloop.client import data_converter
 from caseloop.crypto import Keyring
 from worker import SANDBOX
-from workflows.case import PATCH_POLICY_LOCAL, CaseWorkflow
+from workflows.case import PATCH_OPENED_AT_START, PATCH_POLICY_LOCAL, CaseWorkflow
 from workflows.department import PATCH_DEPARTMENT_TASKS
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -132,3 +132,24 @@ async def test_a_history_with_department_tasks_needs_their_branch(
     assert found["v3-joint"].failure is not None
     assert "Nondeterminism" in found["v3-joint"].failure
     assert all(r.failure is None for key, r in found.items() if key != "v3-joint")
+
+
+@pytest.fixture
+def opened_at_start_removed(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Code that stamps the opening with the time after the policy's local activity again."""
+    real = temporalio.workflow.patched
+    monkeypatch.setattr(
+        temporalio.workflow, "patched", lambda id, **kw: id != PATCH_OPENED_AT_START and real(id)
+    )
+    yield
+
+
+async def test_cases_opened_since_v4_need_the_opening_time_branch(
+    opened_at_start_removed: None,
+) -> None:
+    """From v4 on, the opening is stamped with the first activation's time (a patch):
+    without that branch those histories no longer replay; older ones take the old one."""
+    found = await replayed([f for f in FILES if f.parent.name == "v4"])
+    assert found and all(r.failure and "Nondeterminism" in r.failure for r in found.values())
+    older = await replayed([f for f in FILES if f.parent.name == "v3"])
+    assert older and all(r.failure is None for r in older.values())
