@@ -7,26 +7,16 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from temporalio.workflow import _Definition
 
 from caseloop.schemas import drift
 from caseloop.settings import Settings, SettingsError
-from domain.commands import COMMANDS, parse_open_case
+from domain.commands import parse_open_case
 from domain.decider import fold, open_case
 from domain.model import Flag, Level, Severity
 from domain.policy import DEFAULT_POLICY, Clock
 from support import report
-from workflows.case import CaseWorkflow
 from workflows.details import details
 from workflows.search import ALL_KEYS, search_updates
-
-
-def test_every_command_is_an_update_with_a_validator() -> None:
-    definition = _Definition.must_from_class(CaseWorkflow)
-    assert definition.name == "CaseWorkflow"
-    assert set(definition.updates) == set(COMMANDS)
-    assert all(u.validator is not None for u in definition.updates.values())
-    assert set(definition.queries) == {"state", "events"}
 
 
 def test_schemas_match_the_models() -> None:

@@ -11,7 +11,8 @@ from typing import Any
 import asyncpg
 import pytest
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowFailureError
+from temporalio.api.sdk.v1 import WorkflowMetadata
+from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
@@ -19,7 +20,7 @@ from temporalio.worker import Replayer, Worker
 from activities.store import first_broken_link
 from caseloop.audit import compare, replay, stored_rows
 from caseloop.client import CaseClient, CommandRefused, RecordingFailed
-from domain.commands import parse_command
+from domain.commands import COMMANDS, parse_command
 from domain.model import Level, Outcome, Step
 from support import (
     COMMUNITY_ADMIN,
@@ -407,3 +408,29 @@ async def test_events_that_cannot_be_recorded_are_not_reported_as_a_refusal(
         with pytest.raises(RecordingFailed, match="could not be recorded") as failed:
             await client.send(opened.case_id, *LIFECYCLE[0])
     assert not isinstance(failed.value, CommandRefused)
+
+
+async def test_the_running_case_offers_every_command_as_an_update_with_a_validator(
+    client: CaseClient, case_worker: MakeWorker
+) -> None:
+    """What another system sees of a case (Temporal's built-in metadata query): one update
+    per command, the two queries; and every update refuses bad input in its validator,
+    before anything reaches the history."""
+    async with case_worker(client.client):
+        case = (await client.open_case(report())).case_id
+        await until_opened(client, case)
+        handle = client.client.get_workflow_handle(case)
+        metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+        before = await history_event_types(client, case)
+        for name in COMMANDS:
+            with pytest.raises(WorkflowUpdateFailedError) as refused:
+                await handle.execute_update(name, {}, id=f"empty-{name}")
+            assert isinstance(refused.value.cause, ApplicationError)
+            assert refused.value.cause.type == "CommandRefused"
+        after = await history_event_types(client, case)
+
+    definition = metadata.definition
+    assert definition.type == "CaseWorkflow"
+    assert {u.name for u in definition.update_definitions} == set(COMMANDS)
+    assert {q.name for q in definition.query_definitions} >= {"state", "events"}
+    assert after == before
