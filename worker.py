@@ -36,7 +36,6 @@ from temporalio.api.operatorservice.v1 import (
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.agenda import AgendaActivities
 from activities.db import create_pool, migrate
@@ -51,18 +50,11 @@ from domain.policy import DeadlinePolicy
 from workflows.agenda import TalkDayAgenda
 from workflows.case import CaseWorkflow
 from workflows.department import DepartmentTaskWorkflow
+from workflows.sandbox import SANDBOX
 from workflows.search import ALL_KEYS
 
 log = structlog.get_logger("worker")
 
-# The domain and the workflow module are loaded once, not once per workflow run (the
-# re-import cost ~14 % of the worker's CPU per lifecycle, benchmarks/cpu_profile.py); the
-# sandbox still runs each case apart, and the golden-history replays guard determinism.
-SANDBOX = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_modules(
-        "domain", "activities.contract", "activities.agenda_contract", "workflows", "rfc8785"
-    )
-)
 GRACEFUL_SHUTDOWN = timedelta(seconds=10)
 # How long the parent waits for its children to stop before it kills them.
 _CHILDREN_STOP_TIMEOUT = GRACEFUL_SHUTDOWN.total_seconds() + 20
