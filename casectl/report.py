@@ -1,6 +1,7 @@
 """`casectl report monthly`: the monthly red/yellow flag ranking (红黄旗) of grids,
 communities or streets from the ledger, as a table, CSV, JSON and an HTML page a street
-office opens offline (charts drawn here as inline SVG: no script, nothing fetched).
+office opens offline (rendered from casectl/templates, its charts inline SVG: no script,
+nothing fetched).
 
 The flags follow a versioned formula (domain/ranking.py); every output carries its
 version and thresholds, so the flags can be recomputed from the counts beside them."""
@@ -12,15 +13,17 @@ import io
 import json
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from html import escape
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import asyncpg
 import click
+import jinja2
 from rich import box
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.table import Table
 
 from activities import reports
@@ -177,7 +180,7 @@ def monthly(
         out.print(f"wrote {path}")
 
 
-# ---------------------------------------------------------------------------- text
+# ---------------------------------------------------------------------------- the columns
 
 
 def pct(value: float | None) -> str:
@@ -188,36 +191,106 @@ def _num(value: float | None) -> str:
     return "–" if value is None else f"{value:g}"
 
 
-def flag_text(r: Ranked) -> str:
-    return r.banner.label if r.banner else ""
+@dataclass(frozen=True)
+class Column:
+    """A column of the report: its field in the CSV, and for the terminal table and the
+    HTML page (those with a header) its header and how a unit's cell reads there."""
+
+    key: str  # the CSV's field
+    header: str | None  # None: the CSV's alone; {parent} and {level}: the level's names
+    value: Callable[[Ranked, MonthlyReport], object]  # the CSV's cell (None: empty)
+    text: Callable[[Ranked], str] | None = None  # the cell shown (default: the value)
+    exact: Callable[[Ranked], str] | None = None  # the HTML's cell where `text` rounds
+    html_only: bool = False  # the HTML page shows it, the terminal table does not
+    left: bool = False  # text, left-aligned (numbers are right-aligned)
+    wrap: bool = False  # may wrap in the terminal
+
+    def heading(self, level: RankLevel) -> str:
+        return (self.header or "").format(parent=level.parent, level=level.value)
+
+    def cell(self, r: Ranked, result: MonthlyReport, *, exact: bool = False) -> str:
+        if exact and self.exact:
+            return self.exact(r)
+        return self.text(r) if self.text else str(self.value(r, result))
 
 
-def _cells(r: Ranked, *, html: bool) -> list[str]:
-    """One unit's row, for the terminal table and (with the number of rated cases, and
-    the score exactly as computed) for the HTML report."""
-    u = r.unit
-    if html:
-        score = "–" if r.score is None else str(r.score)
-    else:
-        score = _num(None if r.score is None else float(r.score))
-    return [
-        u.parent_id,
-        u.org_id,
-        f"{r.rank}/{r.peers}" if r.rank else "–",
-        str(u.received),
-        str(u.completed),
-        pct(u.on_time_rate),
-        str(u.escalated),
-        str(u.reopened),
-        str(u.returned),
-        *([str(u.rated)] if html else []),
-        pct(u.satisfaction_rate),
-        _num(u.avg_resolve_hours),
-        str(u.red_cases),
-        score,
-        flag_text(r),
-        "; ".join(r.reasons),
-    ]
+def _measure(
+    key: str,
+    header: str | None = None,
+    text: Callable[[Any], str] = str,
+    *,
+    html_only: bool = False,
+    left: bool = False,
+) -> Column:
+    """A column of the unit's own measures (UnitMeasures), by its field's name."""
+    return Column(
+        key,
+        header,
+        lambda r, _: getattr(r.unit, key),
+        lambda r: text(getattr(r.unit, key)),
+        html_only=html_only,
+        left=left,
+    )
+
+
+def _formula_text(result: MonthlyReport) -> str:
+    """The thresholds in one cell: key=value; …"""
+    data = result.formula.model_dump(mode="json")
+    weights = data.pop("weights")
+    data.update({f"weight_{k}": v for k, v in weights.items()})
+    return "; ".join(f"{k}={v}" for k, v in data.items() if k != "version")
+
+
+# Every column of the CSV, in its order; those with a header are, in the same order, the
+# columns of the terminal table and the HTML page.
+COLUMNS: tuple[Column, ...] = (
+    Column("month", None, lambda _, result: result.month),
+    Column("level", None, lambda _, result: result.level.value),
+    _measure("parent_id", "{parent}", left=True),
+    _measure("org_id", "{level}", left=True),
+    *(_measure(key) for key in ("district_id", "street_id", "community_id", "grid_id")),
+    Column(
+        "rank",
+        "rank",
+        lambda r, _: r.rank or "",
+        lambda r: f"{r.rank}/{r.peers}" if r.rank else "–",
+    ),
+    Column("peers", None, lambda r, _: r.peers),
+    _measure("received", "received"),
+    _measure("archived"),
+    _measure("completed", "completed"),
+    _measure("completed_on_time"),
+    _measure("on_time_rate", "on time", pct),
+    _measure("escalated", "escalated"),
+    _measure("reopened", "reopened"),
+    _measure("returned", "returned"),
+    _measure("rated", "rated", html_only=True),
+    _measure("satisfied"),
+    _measure("satisfaction_rate", "satisfied", pct),
+    _measure("completion_rate"),
+    _measure("avg_resolve_hours", "resolve h", _num),
+    _measure("red_cases", "red"),
+    Column(
+        "score",
+        "score",
+        lambda r, _: "" if r.score is None else str(r.score),
+        lambda r: _num(None if r.score is None else float(r.score)),
+        exact=lambda r: "–" if r.score is None else str(r.score),
+    ),
+    Column(
+        "flag",
+        "flag",
+        lambda r, _: r.banner.value if r.banner else "",
+        lambda r: r.banner.label if r.banner else "",
+        left=True,
+    ),
+    Column("reasons", "why", lambda r, _: "; ".join(r.reasons), left=True, wrap=True),
+    Column("formula_version", None, lambda _, result: result.formula.version),
+    Column("formula", None, lambda _, result: _formula_text(result)),
+)
+
+
+# ---------------------------------------------------------------------------- text
 
 
 def print_table(result: MonthlyReport) -> None:
@@ -231,24 +304,12 @@ def print_table(result: MonthlyReport) -> None:
         box=box.SIMPLE_HEAD,
         pad_edge=False,
     )
-    numeric = (
-        "rank",
-        "received",
-        "completed",
-        "on time",
-        "escalated",
-        "reopened",
-        "returned",
-        "satisfied",
-        "resolve h",
-        "red",
-        "score",
-    )
-    for column in (result.level.parent, result.level.value, *numeric, "flag", "why"):
-        right = column in numeric
-        table.add_column(column, justify="right" if right else "left", no_wrap=column != "why")
+    columns = [c for c in COLUMNS if c.header and not c.html_only]
+    for c in columns:
+        justify: JustifyMethod = "left" if c.left else "right"
+        table.add_column(c.heading(result.level), justify=justify, no_wrap=not c.wrap)
     for r in result.units:
-        table.add_row(*_cells(r, html=False))
+        table.add_row(*(c.cell(r, result) for c in columns))
     out.print(table)
     red = sum(r.banner is Banner.RED for r in result.units)
     yellow = sum(r.banner is Banner.YELLOW for r in result.units)
@@ -260,70 +321,12 @@ def print_table(result: MonthlyReport) -> None:
 
 # ---------------------------------------------------------------------------- CSV, JSON
 
-CSV_COLUMNS = [
-    "month",
-    "level",
-    "org_id",
-    "parent_id",
-    "district_id",
-    "street_id",
-    "community_id",
-    "grid_id",
-    "received",
-    "archived",
-    "completed",
-    "completed_on_time",
-    "on_time_rate",
-    "escalated",
-    "reopened",
-    "returned",
-    "rated",
-    "satisfied",
-    "satisfaction_rate",
-    "completion_rate",
-    "avg_resolve_hours",
-    "red_cases",
-    "score",
-    "rank",
-    "peers",
-    "flag",
-    "reasons",
-    "formula_version",
-    "formula",
-]
-
-
-def _formula_text(result: MonthlyReport) -> str:
-    """The thresholds in one cell: key=value; …"""
-    data = result.formula.model_dump(mode="json")
-    weights = data.pop("weights")
-    data.update({f"weight_{k}": v for k, v in weights.items()})
-    return "; ".join(f"{k}={v}" for k, v in data.items() if k != "version")
-
 
 def to_csv(result: MonthlyReport) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    formula = _formula_text(result)
-    for r in result.units:
-        u = r.unit
-        writer.writerow(
-            {
-                **u.model_dump(mode="json", exclude={"level", "resolved", "resolve_seconds"}),
-                "month": result.month,
-                "level": result.level.value,
-                "org_id": u.org_id,
-                "parent_id": u.parent_id,
-                "score": "" if r.score is None else str(r.score),
-                "rank": r.rank or "",
-                "peers": r.peers,
-                "flag": r.banner.value if r.banner else "",
-                "reasons": "; ".join(r.reasons),
-                "formula_version": result.formula.version,
-                "formula": formula,
-            }
-        )
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(c.key for c in COLUMNS)
+    writer.writerows([c.value(r, result) for c in COLUMNS] for r in result.units)
     return buffer.getvalue()
 
 
@@ -332,10 +335,82 @@ def to_json(result: MonthlyReport) -> str:
 
 
 # ---------------------------------------------------------------------------- HTML
+# The page and its charts are templates (casectl/templates, escaped by Jinja2); the charts'
+# geometry is computed here.
 
-RED, YELLOW, PLAIN, MUTED = "#c8102e", "#e0a100", "#5b7fa6", "#b8c2cc"
-FONT = 'system-ui, "PingFang SC", "Microsoft YaHei", "Noto Sans CJK SC", sans-serif'
+RED, YELLOW, PLAIN, MUTED, TEAL = "#c8102e", "#e0a100", "#5b7fa6", "#b8c2cc", "#2a9d8f"
 MAX_BARS = 60
+
+_pages = jinja2.Environment(
+    loader=jinja2.PackageLoader("casectl"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+_pages.globals.update(red=RED, yellow=YELLOW, plain=PLAIN, muted=MUTED, teal=TEAL)
+_pages.filters["px"] = "{:.1f}".format
+
+
+class Mark(NamedTuple):
+    """A bar, or a dot (without width and height), with its tooltip."""
+
+    x: float
+    y: float
+    title: str
+    colour: str
+    width: float = 0
+    height: float = 0
+
+
+class Slot(NamedTuple):
+    """A month on a trend chart: its label's x, its label, its bars."""
+
+    x: float
+    label: str
+    bars: list[Mark]
+
+
+class Row(NamedTuple):
+    """A line of the ranking chart: a parent's heading, or a unit and its score's bar."""
+
+    y: int
+    heading: str | None = None
+    label: str = ""
+    colour: str = PLAIN
+    width: float | None = None  # the bar's; None: not ranked
+    why: str = ""
+    tail: str = ""
+
+
+@dataclass
+class Chart:
+    """A chart's size, the plot inside its margins, and what is drawn on it."""
+
+    width: int
+    height: int
+    left: int
+    right: int
+    top: int
+    bottom: int = 40
+    row: int = 20  # the ranking's line height
+    grid: list[tuple[float, str]] = field(default_factory=list)  # y, label
+    slots: list[Slot] = field(default_factory=list)
+    lines: list[tuple[float, str, str]] = field(default_factory=list)  # y, colour, name
+    series: list[list[Mark]] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
+
+    @property
+    def plot_w(self) -> int:
+        return self.width - self.left - self.right
+
+    @property
+    def plot_h(self) -> int:
+        return self.height - self.top - self.bottom
+
+    def month_axis(self, points: Sequence[TrendPoint]) -> list[tuple[float, TrendPoint]]:
+        slot = self.plot_w / max(1, len(points))
+        return [(self.left + i * slot + slot / 2, p) for i, p in enumerate(points)]
 
 
 def _ticks(top: float, count: int = 5) -> list[float]:
@@ -348,307 +423,121 @@ def _ticks(top: float, count: int = 5) -> list[float]:
     return [i * step for i in range(math.ceil(top / step) + 1)]
 
 
-def _svg(width: int, height: int, label: str, body: list[str]) -> str:
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" style="max-width: 100%; height: auto" '
-        f'role="img" aria-label="{escape(label)}" '
-        f'font-family="{escape(FONT)}" font-size="12">' + "".join(body) + "</svg>"
-    )
-
-
-def trend_counts_svg(points: Sequence[TrendPoint]) -> str:
+def trend_counts_chart(points: Sequence[TrendPoint]) -> Chart:
     """Cases received and completed per month, as paired bars."""
-    width, height, left, right, top, bottom = 720, 260, 48, 12, 28, 40
-    plot_w, plot_h = width - left - right, height - top - bottom
+    c = Chart(width=720, height=260, left=48, right=12, top=28)
     ticks = _ticks(max([1, *(max(p.received, p.completed) for p in points)]))
-    y_max = ticks[-1]
-    body = [f'<text x="{left}" y="16" font-weight="600">cases per month</text>']
-    for t in ticks:
-        y = top + plot_h - t / y_max * plot_h
-        body.append(
-            f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e3e7eb"/>'
-            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" fill="#555">{t:g}</text>'
-        )
-    slot = plot_w / max(1, len(points))
-    bar = slot * 0.36
-    for i, p in enumerate(points):
-        x0 = left + i * slot + slot * 0.14
+    scale = c.plot_h / ticks[-1]
+    c.grid = [(c.top + c.plot_h - t * scale, f"{t:g}") for t in ticks]
+    bar = c.plot_w / max(1, len(points)) * 0.36
+    for x, p in c.month_axis(points):
+        bars = []
         for j, (value, colour, name) in enumerate(
             ((p.received, MUTED, "received"), (p.completed, PLAIN, "completed"))
         ):
-            h = value / y_max * plot_h
-            body.append(
-                f'<rect x="{x0 + j * bar:.1f}" y="{top + plot_h - h:.1f}" width="{bar:.1f}" '
-                f'height="{h:.1f}" fill="{colour}"><title>{p.month} {name}: {value}</title></rect>'
-            )
-        body.append(
-            f'<text x="{left + i * slot + slot / 2:.1f}" y="{height - bottom + 16}" '
-            f'text-anchor="middle" fill="#555">{p.month[2:]}</text>'
-        )
-    body.append(_legend(width - right - 200, 16, [("received", MUTED), ("completed", PLAIN)]))
-    return _svg(width, height, "cases received and completed per month", body)
+            h = value * scale  # the two bars meet at the month's middle
+            y = c.top + c.plot_h - h
+            bars.append(Mark(x - bar + j * bar, y, f"{p.month} {name}: {value}", colour, bar, h))
+        c.slots.append(Slot(x, p.month[2:], bars))
+    return c
 
 
-def trend_rates_svg(points: Sequence[TrendPoint], lines: Sequence[tuple[str, str, float]]) -> str:
+def trend_rates_chart(
+    points: Sequence[TrendPoint], lines: Sequence[tuple[str, str, float]]
+) -> Chart:
     """On-time and satisfaction rates per month, with the formula's thresholds as dashed
     lines. The axis starts at 50 % (lower when a rate falls below it)."""
-    width, height, left, right, top, bottom = 720, 260, 48, 150, 28, 40
-    plot_w, plot_h = width - left - right, height - top - bottom
-    body = [f'<text x="{left}" y="16" font-weight="600">rates per month</text>']
+    c = Chart(width=720, height=260, left=48, right=150, top=28)
     rates = [r for p in points for r in (p.on_time_rate, p.satisfaction_rate) if r is not None]
     low = min(0.5, math.floor(min(rates, default=1) * 4) / 4)
 
     def y_of(rate: float) -> float:
-        return top + plot_h - (rate - low) / (1 - low) * plot_h
+        return c.top + c.plot_h - (rate - low) / (1 - low) * c.plot_h
 
     step = 0.1 if low >= 0.5 else 0.25
-    for t in [low + k * step for k in range(round((1 - low) / step) + 1)]:
-        body.append(
-            f'<line x1="{left}" x2="{width - right}" y1="{y_of(t):.1f}" y2="{y_of(t):.1f}" '
-            f'stroke="#e3e7eb"/><text x="{left - 6}" y="{y_of(t) + 4:.1f}" text-anchor="end" '
-            f'fill="#555">{round(t * 100):d}%</text>'
+    ticks = [low + k * step for k in range(round((1 - low) / step) + 1)]
+    c.grid = [(y_of(t), f"{round(t * 100):d}%") for t in ticks]
+    c.lines = [(y_of(rate), colour, name) for name, colour, rate in lines]
+    axis = c.month_axis(points)
+    for name, rate, colour in (
+        ("on time", "on_time_rate", PLAIN),
+        ("satisfied", "satisfaction_rate", TEAL),
+    ):
+        c.series.append(
+            [
+                Mark(x, y_of(value), f"{p.month} {name}: {value * 100:.1f}%", colour)
+                for x, p in axis
+                if (value := getattr(p, rate)) is not None
+            ]
         )
-    for name, colour, rate in lines:
-        body.append(
-            f'<line x1="{left}" x2="{width - right}" y1="{y_of(rate):.1f}" '
-            f'y2="{y_of(rate):.1f}" stroke="{colour}" stroke-dasharray="4 3">'
-            f"<title>{escape(name)}</title></line>"
-            f'<text x="{width - right + 4}" y="{y_of(rate) + 4:.1f}" fill="{colour}" '
-            f'font-size="11">{escape(name)}</text>'
-        )
-    slot = plot_w / max(1, len(points))
-    series = (("on time", "on_time_rate", PLAIN), ("satisfied", "satisfaction_rate", "#2a9d8f"))
-    for name, attr, colour in series:
-        coords = []
-        for i, p in enumerate(points):
-            value = getattr(p, attr)
-            if value is None:
-                continue
-            x, y = left + i * slot + slot / 2, y_of(value)
-            coords.append(f"{x:.1f},{y:.1f}")
-            body.append(
-                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{colour}">'
-                f"<title>{p.month} {name}: {value * 100:.1f}%</title></circle>"
-            )
-        if len(coords) > 1:
-            body.insert(
-                len(body) - len(coords),
-                f'<polyline points="{" ".join(coords)}" fill="none" stroke="{colour}" '
-                f'stroke-width="2"/>',
-            )
-    for i, p in enumerate(points):
-        body.append(
-            f'<text x="{left + i * slot + slot / 2:.1f}" y="{height - bottom + 16}" '
-            f'text-anchor="middle" fill="#555">{p.month[2:]}</text>'
-        )
-    body.append(_legend(width - right - 200, 16, [("on time", PLAIN), ("satisfied", "#2a9d8f")]))
-    return _svg(width, height, "on-time and satisfaction rates per month", body)
+    c.slots = [Slot(x, p.month[2:], []) for x, p in axis]
+    return c
 
 
-def _legend(x: float, y: float, items: Sequence[tuple[str, str]]) -> str:
-    parts = []
-    for i, (name, colour) in enumerate(items):
-        xi = x + i * 100
-        parts.append(
-            f'<rect x="{xi:.1f}" y="{y - 9}" width="12" height="10" fill="{colour}"/>'
-            f'<text x="{xi + 16:.1f}" y="{y}" fill="#333">{escape(name)}</text>'
-        )
-    return "".join(parts)
-
-
-def ranking_svg(units: Sequence[Ranked]) -> str:
+def ranking_chart(units: Sequence[Ranked]) -> Chart:
     """One bar per unit (its score), grouped by parent in rank order, coloured by flag."""
-    shown = list(units[:MAX_BARS])
-    row, left, right, top = 20, 190, 150, 24
-    parents = list(dict.fromkeys(r.unit.parent_id for r in shown))
-    height = top + row * (len(shown) + len(parents)) + 10
-    width = 720
-    plot_w = width - left - right
-    body = [
-        '<text x="0" y="14" font-weight="600">score (0-100) and flag</text>',
-        _legend(width - 330, 14, [("红旗", RED), ("黄旗", YELLOW), ("no flag", PLAIN)]),
-    ]
-    y = top
+    shown = units[:MAX_BARS]
+    top, row = 24, 20
+    lines = len(shown) + len(dict.fromkeys(r.unit.parent_id for r in shown))
+    c = Chart(width=720, height=top + row * lines + 10, left=190, right=150, top=top, row=row)
+    y = c.top
     current = None
     for r in shown:
         if r.unit.parent_id != current:
             current = r.unit.parent_id
-            body.append(
-                f'<text x="0" y="{y + 14}" font-weight="600" fill="#333">{escape(current)}</text>'
-            )
+            c.rows.append(Row(y, heading=current))
             y += row
         colour = RED if r.banner is Banner.RED else YELLOW if r.banner is Banner.YELLOW else PLAIN
-        label = f"{r.rank}. {r.unit.org_id}" if r.rank else f"–  {r.unit.org_id}"
-        body.append(f'<text x="{left - 8}" y="{y + 14}" text-anchor="end">{escape(label)}</text>')
-        why = escape("; ".join(r.reasons))
-        if r.score is None:
-            body.append(
-                f'<rect x="{left}" y="{y + 3}" width="{plot_w}" height="{row - 6}" fill="none" '
-                f'stroke="{MUTED}" stroke-dasharray="3 3"><title>{why}</title></rect>'
-                f'<text x="{left + 6}" y="{y + 14}" fill="#777">not ranked</text>'
+        tail = "" if r.score is None else str(r.score)
+        c.rows.append(
+            Row(
+                y,
+                label=f"{r.rank}. {r.unit.org_id}" if r.rank else f"–  {r.unit.org_id}",
+                colour=colour,
+                width=None if r.score is None else float(r.score) / 100 * c.plot_w,
+                why="; ".join(r.reasons),
+                tail=f"{tail}  {r.banner.label.split()[0]}" if r.banner else tail,
             )
-        else:
-            w = float(r.score) / 100 * plot_w
-            body.append(
-                f'<rect x="{left}" y="{y + 3}" width="{w:.1f}" height="{row - 6}" '
-                f'fill="{colour}"><title>{why}</title></rect>'
-            )
-        tail = f"{r.score}" if r.score is not None else ""
-        if r.banner:
-            tail += f"  {r.banner.label.split()[0]}"
-        body.append(f'<text x="{left + plot_w + 6}" y="{y + 14}">{escape(tail)}</text>')
+        )
         y += row
-    return _svg(width, height, "ranking: score and flag of each unit", body)
-
-
-_CSS = (
-    f"body {{ font-family: {FONT}; margin: 24px; color: #222; max-width: 1200px; }}"
-    """
-h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 17px; margin: 28px 0 8px; }
-.meta { color: #555; margin: 0 0 16px; }
-.cards { display: flex; flex-wrap: wrap; gap: 10px; }
-.card { border: 1px solid #dde3e8; border-radius: 6px; padding: 8px 14px; min-width: 110px; }
-.card b { display: block; font-size: 20px; }
-.charts { display: flex; flex-wrap: wrap; gap: 16px; }
-table { border-collapse: collapse; font-size: 13px; }
-th, td { border-bottom: 1px solid #e3e7eb; padding: 4px 8px; text-align: right; }
-th { background: #f4f6f8; position: sticky; top: 0; }
-td.t, th.t { text-align: left; }
-tr.yellow td.flag { color: #a77700; font-weight: 600; }
-code { background: #f4f6f8; padding: 1px 4px; }
-"""
-    f"tr.red td.flag {{ color: {RED}; font-weight: 600; }}"
-)
+    return c
 
 
 def to_html(result: MonthlyReport) -> str:
     f = result.formula
-    level = _PLURAL[result.level]
-    scope = f" under {result.scope} ({result.scope_level})" if result.scope_level else ""
-    scope = scope or (f" under {result.scope}" if result.scope else "")
     units = result.units
-    red = sum(r.banner is Banner.RED for r in units)
-    yellow = sum(r.banner is Banner.YELLOW for r in units)
-    received = sum(r.unit.received for r in units)
-    completed = sum(r.unit.completed for r in units)
-    on_time = sum(r.unit.completed_on_time for r in units)
-    rated = sum(r.unit.rated for r in units)
-    satisfied = sum(r.unit.satisfied for r in units)
+
+    def total(measure: str) -> int:
+        return sum(getattr(r.unit, measure) for r in units)
+
+    completed, rated = total("completed"), total("rated")
     cards = [
-        (level, str(len(units))),
-        ("received", str(received)),
+        (_PLURAL[result.level], str(len(units))),
+        ("received", str(total("received"))),
         ("completed", str(completed)),
-        ("on time", pct(on_time / completed if completed else None)),
-        ("satisfied", pct(satisfied / rated if rated else None)),
-        ("红旗 commended", str(red)),
-        ("黄旗 warned", str(yellow)),
+        ("on time", pct(total("completed_on_time") / completed if completed else None)),
+        ("satisfied", pct(total("satisfied") / rated if rated else None)),
+        ("红旗 commended", str(sum(r.banner is Banner.RED for r in units))),
+        ("黄旗 warned", str(sum(r.banner is Banner.YELLOW for r in units))),
     ]
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="zh-CN"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>红黄旗 {escape(result.month)} {escape(level)}{escape(scope)}</title>",
-        f"<style>{_CSS}</style></head><body>",
-        f"<h1>红黄旗 monthly ranking: {escape(level)}{escape(scope)}, {escape(result.month)}</h1>",
-        f'<p class="meta">month {escape(result.period_start.isoformat())} to '
-        f"{escape(result.period_end.isoformat())} ({escape(result.timezone)}) · counted from "
-        f"{escape(_SOURCES[result.counted_from])} · formula "
-        f'<code class="formula-version">{escape(f.version)}</code> · generated '
-        f"{escape(result.generated_at.isoformat(timespec='seconds'))}</p>",
-        '<div class="cards">'
-        + "".join(f'<div class="card">{escape(k)}<b>{escape(v)}</b></div>' for k, v in cards)
-        + "</div>",
+    thresholds = [
+        (f"红旗 ≥ {float(f.red_on_time) * 100:g}%", RED, float(f.red_on_time)),
+        (f"黄旗 < {float(f.yellow_on_time) * 100:g}% on time", YELLOW, float(f.yellow_on_time)),
+        (
+            f"黄旗 < {float(f.yellow_satisfaction) * 100:g}% satisfied",
+            YELLOW,
+            float(f.yellow_satisfaction),
+        ),
     ]
-    if result.trend:
-        whose = result.scope or "all units"
-        thresholds = [
-            (f"红旗 ≥ {float(f.red_on_time) * 100:g}%", RED, float(f.red_on_time)),
-            (f"黄旗 < {float(f.yellow_on_time) * 100:g}% on time", YELLOW, float(f.yellow_on_time)),
-            (
-                f"黄旗 < {float(f.yellow_satisfaction) * 100:g}% satisfied",
-                YELLOW,
-                float(f.yellow_satisfaction),
-            ),
-        ]
-        parts += [
-            f"<h2>Trend over {len(result.trend)} months: {escape(whose)}</h2>",
-            '<div class="charts">',
-            trend_counts_svg(result.trend),
-            trend_rates_svg(result.trend, thresholds),
-            "</div>",
-        ]
-    if units:
-        more = len(units) - MAX_BARS
-        parts += [
-            "<h2>Ranking</h2>",
-            ranking_svg(units),
-            f"<p class='meta'>{more} more in the table below; narrow with --org</p>"
-            if more > 0
-            else "",
-            "<h2>Measures</h2>",
-            _html_table(result),
-        ]
-    else:
-        parts.append(f"<p>No {escape(level)} had cases in {escape(result.month)}.</p>")
-    parts += [
-        f"<h2>Formula {escape(f.version)}</h2>",
-        "<ul>" + "".join(f"<li>{escape(rule)}</li>" for rule in result.rules) + "</ul>",
-        "<table><tr><th class='t'>threshold</th><th>value</th></tr>"
-        + "".join(
-            f"<tr><td class='t'>{escape(k)}</td><td>{escape(str(v))}</td></tr>"
-            for k, v in f.model_dump(mode="json").items()
-        )
-        + "</table>",
-        "<p class='meta'>Indicators after seed 000 (稠城街道: 受理数, 完成数, 满意度, "
-        "红黄旗竞赛 每月评比排名); time limits after seed 004 (7135). Received: cases opened "
-        "in the month; the other counts: cases archived in the month; red: cases overdue at "
-        "district level at some moment of the month.</p>",
-        "</body></html>",
-    ]
-    return "\n".join(p for p in parts if p) + "\n"
-
-
-def _html_table(result: MonthlyReport) -> str:
-    head = [
-        result.level.parent,
-        result.level.value,
-        "rank",
-        "received",
-        "completed",
-        "on time",
-        "escalated",
-        "reopened",
-        "returned",
-        "rated",
-        "satisfied",
-        "resolve h",
-        "red",
-        "score",
-        "flag",
-        "why",
-    ]
-    text_columns = {0, 1, 14, 15}
-    rows = [
-        "<table><thead><tr>"
-        + "".join(
-            f"<th class='t'>{escape(h)}</th>" if i in text_columns else f"<th>{escape(h)}</th>"
-            for i, h in enumerate(head)
-        )
-        + "</tr></thead><tbody>"
-    ]
-    for r in result.units:
-        cells = _cells(r, html=True)
-        css = r.banner.value if r.banner else ""
-        rows.append(
-            f"<tr class='{css}'>"
-            + "".join(
-                f"<td class='t{' flag' if i == 14 else ''}'>{escape(c)}</td>"
-                if i in text_columns
-                else f"<td>{escape(c)}</td>"
-                for i, c in enumerate(cells)
-            )
-            + "</tr>"
-        )
-    rows.append("</tbody></table>")
-    return "".join(rows)
+    return _pages.get_template("monthly.html").render(
+        report=result,
+        level=_PLURAL[result.level],
+        source=_SOURCES[result.counted_from],
+        cards=cards,
+        counts=trend_counts_chart(result.trend),
+        rates=trend_rates_chart(result.trend, thresholds),
+        ranking=ranking_chart(units),
+        more=len(units) - MAX_BARS,
+        columns=[c for c in COLUMNS if c.header],
+        thresholds=f.model_dump(mode="json"),
+    )

@@ -26,6 +26,7 @@ import pytest
 from activities.contract import EventBatch
 from activities.reports import choose_source, monthly_measures, trend
 from activities.store import GENESIS, append, event_hash
+from casectl.report import to_html
 from domain.commands import CheckDeadlines, parse_command, parse_open_case
 from domain.decider import decide, evolve, open_case
 from domain.events import Event
@@ -33,10 +34,12 @@ from domain.policy import DEFAULT_POLICY
 from domain.ranking import (
     FLAGS_2026_1,
     Banner,
+    MonthlyReport,
     RankLevel,
     TrendPoint,
     UnitMeasures,
     assess,
+    month_bounds,
     within,
 )
 from domain.state import CaseState, record
@@ -425,9 +428,13 @@ class _Tags(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
         self.tags: list[str] = []
+        self.text: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.tags.append(tag)
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
 
 
 async def test_casectl_report_monthly_writes_table_csv_json_and_html(
@@ -521,6 +528,57 @@ async def test_casectl_report_monthly_writes_table_csv_json_and_html(
     for svg in re.findall(r"<svg.*?</svg>", html, flags=re.S):
         ET.fromstring(svg)  # each chart is well-formed SVG
     assert c1 in html and "红旗" in html
+
+
+def test_the_html_report_shows_markup_in_a_name_as_text() -> None:
+    """Org ids come from the case reports: markup or an ampersand in one is escaped in the
+    page, its charts and its table (shown as written, never run)."""
+    street, community = "S-&<em>", "C-<script>alert(1)</script>&"
+    units = [
+        UnitMeasures(
+            level=RankLevel.COMMUNITY,
+            district_id="D-escape",
+            street_id=street,
+            community_id=f"{community}{i}",
+            received=6,
+            archived=6,
+            completed=6,
+            completed_on_time=6 - i,
+            rated=6,
+            satisfied=6,
+        )
+        for i in range(3)
+    ]
+    start, end = month_bounds(MONTH, TZ)
+    page = to_html(
+        MonthlyReport(
+            month=MONTH,
+            level=RankLevel.COMMUNITY,
+            scope=street,
+            scope_level="street",
+            timezone=TZ,
+            counted_from="summary",
+            period_start=start,
+            period_end=end,
+            formula=FLAGS_2026_1,
+            rules=FLAGS_2026_1.rules(),
+            units=assess(units, FLAGS_2026_1),
+            trend=[TrendPoint(month=MONTH, received=18, completed=18)],
+            generated_at=at("04-01T09:00"),
+        )
+    )
+    assert "<script" not in page and "<em>" not in page and "&<" not in page
+    assert "C-&lt;script&gt;alert(1)&lt;/script&gt;&amp;0" in page and "S-&amp;&lt;em&gt;" in page
+    parser = _Tags()
+    parser.feed(page)
+    parser.close()
+    assert "script" not in parser.tags and "em" not in parser.tags
+    text = "".join(parser.text)
+    assert f" under {street} (street)" in text  # the title and the heading
+    # each unit in the ranking chart (its rank before it) and in the table
+    assert all(text.count(f"{community}{i}") == 2 for i in range(3))
+    for svg in re.findall(r"<svg.*?</svg>", page, flags=re.S):
+        ET.fromstring(svg)  # an unescaped & or < would not parse
 
 
 async def test_casectl_report_monthly_refuses_a_bad_month_and_says_when_nothing_is_there(
