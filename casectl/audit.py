@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from temporalio.client import Client
 
 from activities.store import first_broken_link
-from casectl.main import CannotRun, Failed, database, run, settings, temporal
+from casectl.common import CannotRun, Failed, database, run, settings, temporal
 from caseloop import audit as core
 from caseloop.crypto import Keyring
 

@@ -30,7 +30,7 @@ from temporalio.client import (
 from temporalio.common import SearchAttributeKey
 from temporalio.service import RPCError, RPCStatusCode
 
-from casectl.main import CannotRun, Failed, cases, run, settings, temporal, unknown_case
+from casectl.common import CannotRun, Failed, cases, run, settings, temporal, unknown_case
 from caseloop.client import WORKFLOW_TYPE, CommandRefused
 from caseloop.settings import SettingsError
 from domain.commands import COMMANDS, parse_command, parse_open_case

@@ -27,7 +27,7 @@ from rich.console import Console, JustifyMethod
 from rich.table import Table
 
 from activities import reports
-from casectl.main import CannotRun, database, run, settings
+from casectl.common import CannotRun, database, run, settings
 from caseloop.settings import SettingsError
 from domain.ranking import (
     CURRENT_FORMULA,
