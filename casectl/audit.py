@@ -4,7 +4,6 @@ verify the hash chains (caseloop/audit.py does the checking)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -12,9 +11,9 @@ from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
 
 import click
+from pydantic import BaseModel
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from temporalio.client import Client
@@ -128,6 +127,27 @@ async def _export(client: Client, visibility: str, total: int, out_dir: Path) ->
     return written
 
 
+class Problem(BaseModel):
+    """A case whose histories do not replay or do not agree with its rows."""
+
+    case_id: str
+    seq: int | None
+    problem: str
+
+
+class ReplayReport(BaseModel):
+    """What `casectl audit replay` found (printed as is by --json)."""
+
+    cases: int
+    histories: int  # runs replayed, each once
+    jobs: int
+    seconds: float
+    histories_per_second: float
+    compared_with_database: bool
+    problems: list[Problem]
+    duplicates: list[core.Duplicate]  # files holding a run another file holds too
+
+
 @audit.command("replay")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
@@ -157,64 +177,80 @@ def replay(paths: tuple[Path, ...], no_db: bool, sandbox: bool, jobs: int, as_js
         raise CannotRun("no history files (*.json) in " + ", ".join(map(str, paths)))
     total = sum(len(files) for files in by_case.values())
 
-    async def work() -> dict[str, Any]:
+    async def work() -> ReplayReport:
         pool = None if no_db else await database(s)
         chains: dict[tuple[str, str], list[core.Replayed]] = defaultdict(list)
+        duplicates: dict[str, list[core.Duplicate]] = defaultdict(list)
         began = time.perf_counter()
         with _progress() as progress:
             task = progress.add_task("replay", total=total)
             try:
-                async for replayed in _replay_all(list(by_case.values()), s.keyring, sandbox, jobs):
-                    for r in replayed:
+                async for done in _replay_all(list(by_case.values()), s.keyring, sandbox, jobs):
+                    for r in done.replayed:
                         chains[(r.workflow_id, r.chain)].append(r)
-                    progress.advance(task, len(replayed))
+                    for d in done.duplicates:
+                        duplicates[d.case_id].append(d)
+                    progress.advance(task, len(done.replayed) + len(done.duplicates))
             except ValueError as exc:  # a file that is not a history
                 raise CannotRun(str(exc)) from None
         results: list[core.CaseAudit] = []
         if pool is None:
-            results = [core.audit_case(c, runs, None, s.keyring) for (c, _), runs in chains.items()]
+            results = [
+                core.audit_case(c, runs, None, s.keyring, duplicates[c])
+                for (c, _), runs in chains.items()
+            ]
         else:
             async with pool.acquire() as conn:
                 for (case_id, _), runs in sorted(chains.items()):
                     rows = await core.stored_rows(conn, case_id)
-                    results.append(core.audit_case(case_id, runs, rows, s.keyring))
+                    results.append(
+                        core.audit_case(case_id, runs, rows, s.keyring, duplicates[case_id])
+                    )
             await pool.close()
         seconds = time.perf_counter() - began
-        return {
-            "cases": len(results),
-            "histories": total,
-            "jobs": jobs,
-            "seconds": round(seconds, 3),
-            "histories_per_second": round(total / seconds, 1),
-            "compared_with_database": pool is not None,
-            "problems": [
-                {"case_id": r.case_id, "seq": r.seq, "problem": r.problem}
+        replayed = sum(len(runs) for runs in chains.values())
+        return ReplayReport(
+            cases=len(results),
+            histories=replayed,
+            jobs=jobs,
+            seconds=round(seconds, 3),
+            histories_per_second=round(replayed / seconds, 1),
+            compared_with_database=pool is not None,
+            problems=[
+                Problem(case_id=r.case_id, seq=r.seq, problem=r.problem)
                 for r in results
                 if r.problem is not None
             ],
-        }
+            duplicates=[d for found in duplicates.values() for d in found],
+        )
 
     report = run(work)
     if as_json:
-        out.print_json(json.dumps(report))
+        out.print_json(report.model_dump_json())
     else:
-        against = "history and case_events" if report["compared_with_database"] else "history"
+        against = "history and case_events" if report.compared_with_database else "history"
         out.print(
-            f"{report['cases']} cases, {report['histories']} histories replayed in "
-            f"{report['seconds']} s ({report['histories_per_second']} per second), "
+            f"{report.cases} cases, {report.histories} histories replayed in "
+            f"{report.seconds} s ({report.histories_per_second} per second), "
             f"checked: {against}"
         )
-        for p in report["problems"]:
-            at = f" at seq {p['seq']}" if p["seq"] is not None else ""
-            out.print(f"MISMATCH {p['case_id']}{at}: {p['problem']}")
-    if report["problems"]:
-        raise Failed(f"{len(report['problems'])} of {report['cases']} cases do not agree")
+        if report.duplicates:
+            first = report.duplicates[0]
+            out.print(
+                f"{len(report.duplicates)} duplicate histories counted once (a run held by "
+                f"two files, e.g. {first.source} and {first.same_as}; --json lists them)"
+            )
+        for p in report.problems:
+            at = f" at seq {p.seq}" if p.seq is not None else ""
+            out.print(f"MISMATCH {p.case_id}{at}: {p.problem}")
+    if report.problems:
+        raise Failed(f"{len(report.problems)} of {report.cases} cases do not agree")
     if not as_json:
-        agree = "agrees with the event store" if report["compared_with_database"] else "replays"
+        agree = "agrees with the event store" if report.compared_with_database else "replays"
         out.print(f"clean: every history {agree}")
 
 
-def _replay_in_child(paths: list[Path], sandboxed: bool) -> list[core.Replayed]:
+def _replay_in_child(paths: list[Path], sandboxed: bool) -> core.ReplayedFiles:
     """In a child process: the keys from the same settings (keys are not sent over)."""
     return core.replay_files(paths, settings().keyring, sandboxed)
 
@@ -225,8 +261,8 @@ REPLAY_CHUNK = 50
 
 async def _replay_all(
     cases: list[list[Path]], keyring: Keyring | None, sandboxed: bool, jobs: int
-) -> AsyncIterator[list[core.Replayed]]:
-    """Replayed histories in chunks (every run of a case in the same chunk), in this
+) -> AsyncIterator[core.ReplayedFiles]:
+    """Replayed histories in chunks (every file of a case in the same chunk), in this
     process or in `jobs` processes."""
     chunks: list[list[Path]] = [[]]
     for files in cases:

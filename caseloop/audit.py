@@ -15,18 +15,25 @@ import asyncio
 import json
 import logging
 import re
+import traceback
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import pairwise
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
 from temporalio import workflow
 from temporalio.client import WorkflowHistory
 from temporalio.converter import DataConverter
+from temporalio.exceptions import FailureError
 from temporalio.runtime import Runtime, TelemetryConfig
 from temporalio.worker import (
+    ExecuteWorkflowInput,
+    HandleSignalInput,
+    HandleUpdateInput,
     Interceptor,
     Replayer,
     StartActivityInput,
@@ -36,7 +43,6 @@ from temporalio.worker import (
     WorkflowOutboundInterceptor,
     WorkflowReplayResult,
 )
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.contract import RECORD_EVENTS, EventBatch
 from activities.store import Connection, first_broken_link, unsealed_payload
@@ -45,6 +51,7 @@ from caseloop.crypto import Keyring
 from domain.events import Event, event_payload
 from domain.model import CASE_ID_PATTERN
 from workflows.case import CaseWorkflow
+from workflows.sandbox import SANDBOX
 
 _CASE_ID = re.compile(CASE_ID_PATTERN)
 _CLOSING = {  # the attributes of the events that end a run
@@ -53,8 +60,22 @@ _CLOSING = {  # the attributes of the events that end a run
 }
 
 # Batches captured during replay, by the replayed workflow's id (a replayer replays one
-# history at a time; `_replayed` takes them when that history is done).
+# history at a time; `_replayed` takes them when that history is done), and the first
+# exception the workflow code raised that fails a workflow task (not a FailureError, which
+# fails the workflow or refuses an update as the history recorded).
 _captured: dict[str, list[EventBatch]] = defaultdict(list)
+_raised: dict[str, Exception] = {}
+
+
+@contextmanager
+def _noting_task_failure() -> Iterator[None]:
+    try:
+        yield
+    except FailureError:
+        raise
+    except Exception as exc:
+        _raised.setdefault(workflow.info().workflow_id, exc)
+        raise
 
 
 class _Capture(Interceptor):
@@ -67,6 +88,18 @@ class _Capture(Interceptor):
 class _Inbound(WorkflowInboundInterceptor):
     def init(self, outbound: WorkflowOutboundInterceptor) -> None:
         super().init(_Outbound(outbound))
+
+    async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
+        with _noting_task_failure():
+            return await super().execute_workflow(input)
+
+    async def handle_signal(self, input: HandleSignalInput) -> None:
+        with _noting_task_failure():
+            await super().handle_signal(input)
+
+    async def handle_update_handler(self, input: HandleUpdateInput) -> Any:
+        with _noting_task_failure():
+            return await super().handle_update_handler(input)
 
 
 class _Outbound(WorkflowOutboundInterceptor):
@@ -84,8 +117,8 @@ class Replayed:
     run_id: str
     chain: str  # the first run id of the case's chain of runs (continue-as-new)
     source: str
-    started_at: str
-    failure: str | None
+    started_at: datetime
+    failure: str | None  # why the replay failed, its kind first (see _failure_text)
     closed: bool  # the history ends with the run's close (completed, continued, ...)
     events: list[Event] = field(default_factory=list)
 
@@ -118,28 +151,36 @@ def load_history(path: Path) -> WorkflowHistory:
         raise ValueError(f"{path}: not JSON (line {exc.lineno}, column {exc.colno})") from None
     if not isinstance(data, dict) or not isinstance(data.get("events"), list):
         raise ValueError(f"{path}: not a Temporal history (no events list)")
+    if not data["events"]:
+        raise ValueError(f"{path}: not a Temporal history (no events)")
     return WorkflowHistory.from_json(workflow_id, data)
 
 
 def history_files(paths: Iterable[Path]) -> Iterator[Path]:
-    """The .json files named, and those under the folders named, in a stable order."""
+    """The .json files named, and those under the folders named, in a stable order; a
+    file named twice (a folder and a folder inside it) once."""
+    seen: set[Path] = set()
     for path in paths:
         if path.is_dir():
-            yield from sorted(p for p in path.rglob("*.json") if p.is_file())
+            found = sorted(p for p in path.rglob("*.json") if p.is_file())
         elif path.exists():
-            yield path
+            found = [path]
         else:
             raise ValueError(f"{path}: no such file or folder")
+        for file in found:
+            if file.resolve() not in seen:
+                seen.add(file.resolve())
+                yield file
 
 
-def _first_attributes(history: WorkflowHistory) -> tuple[str, str, str]:
+def _first_attributes(history: WorkflowHistory) -> tuple[str, str, datetime]:
     """(run id, first run id of its continue-as-new chain, start time)."""
     first = history.events[0]
     attrs = first.workflow_execution_started_event_attributes
     return (
         attrs.original_execution_run_id,
         attrs.first_execution_run_id or attrs.original_execution_run_id,
-        first.event_time.ToJsonString(),
+        first.event_time.ToDatetime(tzinfo=UTC),
     )
 
 
@@ -158,7 +199,7 @@ async def replay(
         workflows=[CaseWorkflow],
         data_converter=converter,
         interceptors=[_Capture()],
-        workflow_runner=_sandbox() if sandboxed else UnsandboxedWorkflowRunner(),
+        workflow_runner=SANDBOX if sandboxed else UnsandboxedWorkflowRunner(),
     )
     sources: dict[str, list[str]] = defaultdict(list)
 
@@ -172,14 +213,72 @@ async def replay(
             yield _replayed(result, sources[result.history.workflow_id].pop(0))
 
 
+class Duplicate(BaseModel):
+    """A history file holding a run that another file holds too (an export nested in
+    another, a case exported twice): the run is replayed once, from the copy with the
+    most events (a run only grows)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    case_id: str
+    run_id: str
+    source: str
+    same_as: str  # the copy replayed
+    differs_at: int | None = None  # the first event id where the copies disagree
+
+
+def distinct(
+    histories: Iterable[tuple[str, WorkflowHistory]],
+) -> tuple[list[tuple[str, WorkflowHistory]], list[Duplicate]]:
+    """Each run (workflow id and run id) once, and the other copies of it as duplicates.
+    A copy that is not the beginning of the one replayed names where they part."""
+    copies: dict[tuple[str, str], list[tuple[str, WorkflowHistory]]] = defaultdict(list)
+    for source, history in histories:
+        copies[(history.workflow_id, _first_attributes(history)[0])].append((source, history))
+    kept: list[tuple[str, WorkflowHistory]] = []
+    duplicates: list[Duplicate] = []
+    for (case_id, run_id), found in copies.items():
+        longest = max(range(len(found)), key=lambda i: len(found[i][1].events))
+        same_as, replayed = found[longest]
+        kept.append((same_as, replayed))
+        for source, history in found[:longest] + found[longest + 1 :]:
+            differs_at = next(
+                (
+                    a.event_id
+                    for a, b in zip(history.events, replayed.events, strict=False)
+                    if a != b
+                ),
+                None,
+            )
+            duplicates.append(
+                Duplicate(
+                    case_id=case_id,
+                    run_id=run_id,
+                    source=source,
+                    same_as=same_as,
+                    differs_at=differs_at,
+                )
+            )
+    return kept, duplicates
+
+
+@dataclass
+class ReplayedFiles:
+    replayed: list[Replayed]
+    duplicates: list[Duplicate]
+
+
 def replay_files(
     paths: Sequence[Path], keyring: Keyring | None, sandboxed: bool = False
-) -> list[Replayed]:
-    """Load and replay history files (one process's share of a parallel audit)."""
+) -> ReplayedFiles:
+    """Load and replay history files, each run once (one process's share of a parallel
+    audit: every file of a case in the same share, so that its duplicates are found)."""
 
-    async def work() -> list[Replayed]:
-        histories = ((str(p), load_history(p)) for p in paths)
-        return [r async for r in replay(histories, data_converter(keyring), sandboxed=sandboxed)]
+    async def work() -> ReplayedFiles:
+        kept, duplicates = distinct((str(p), load_history(p)) for p in paths)
+        converter = data_converter(keyring)
+        replayed = [r async for r in replay(kept, converter, sandboxed=sandboxed)]
+        return ReplayedFiles(replayed, duplicates)
 
     return asyncio.run(work())
 
@@ -196,18 +295,20 @@ def _quiet_runtime() -> Runtime:
 _runtime: Runtime | None = None
 
 
-def _failure_text(failure: Exception) -> str:
-    """The gist of a replay failure: the workflow task's own message when core wraps it."""
-    text = str(failure)
-    inner = re.search(r'message: "((?:[^"\\]|\\.)*)"', text)
-    gist = inner.group(1) if inner else text.splitlines()[0] if text else ""
-    return f"{type(failure).__name__}: {gist}"[:500]
-
-
-def _sandbox() -> SandboxedWorkflowRunner:
-    from worker import SANDBOX
-
-    return SANDBOX
+def _failure_text(failure: Exception, raised: Exception | None) -> str:
+    """What made a replay fail, by the SDK's type of failure (as its replayer tests tell
+    them apart): the code took another path than the history (NondeterminismError, with
+    the history event core names), or the workflow code raised (the exception and where),
+    or another workflow task failure as the SDK reports it."""
+    if isinstance(failure, workflow.NondeterminismError):
+        return f"NondeterminismError: the code takes another path than the history: {failure}"
+    if raised is not None:
+        where = traceback.extract_tb(raised.__traceback__)[-1]
+        return (
+            f"the workflow code raised {type(raised).__name__}: {raised} "
+            f"({where.filename}, line {where.lineno})"
+        )
+    return f"{type(failure).__name__}: {failure}"[:500]
 
 
 async def _aiter(items: Iterable[WorkflowHistory]) -> AsyncIterator[WorkflowHistory]:
@@ -219,6 +320,7 @@ def _replayed(result: WorkflowReplayResult, source: str) -> Replayed:
     history = result.history
     run_id, chain, started_at = _first_attributes(history)
     batches = _captured.pop(history.workflow_id, [])
+    raised = _raised.pop(history.workflow_id, None)
     failure = result.replay_failure
     last = history.events[-1].WhichOneof("attributes") or ""
     return Replayed(
@@ -227,7 +329,7 @@ def _replayed(result: WorkflowReplayResult, source: str) -> Replayed:
         chain=chain,
         source=source,
         started_at=started_at,
-        failure=None if failure is None else _failure_text(failure),
+        failure=None if failure is None else _failure_text(failure, raised),
         closed=last in _CLOSING,
         events=[event for batch in batches for event in batch.events],
     )
@@ -305,26 +407,56 @@ class CaseAudit:
     seq: int | None = None
 
 
+def _discontinuity(runs: Sequence[Replayed]) -> tuple[int, str] | None:
+    """The first derived event that does not follow the one before it, and why."""
+    before: tuple[int, Replayed] | None = None
+    for run in runs:
+        for event in run.events:
+            if before is not None and event.seq != before[0] + 1:
+                seq, previous = before
+                if run is previous:
+                    return event.seq, f"{run.source} derives seq {event.seq} after seq {seq}"
+                if event.seq > seq + 1:
+                    return seq + 1, (
+                        f"seq {seq + 1} to {event.seq - 1} are in no history: a run between "
+                        f"{previous.source} and {run.source} is missing from the files"
+                    )
+                return event.seq, (
+                    f"the runs overlap: {run.source} derives seq {event.seq}, "
+                    f"{previous.source} derived up to seq {seq}"
+                )
+            before = event.seq, run
+    return None
+
+
 def audit_case(
     case_id: str,
     runs: Sequence[Replayed],
     rows: Sequence[Mapping[str, Any]] | None,
     keyring: Keyring | None,
+    duplicates: Sequence[Duplicate] = (),
 ) -> CaseAudit:
-    """Judge one case from its replayed runs (any order) and its stored rows (None: the
-    replay alone)."""
+    """Judge one case from its replayed runs (any order), the other copies of those runs
+    (`distinct`) and its stored rows (None: the replay alone)."""
     runs = sorted(runs, key=lambda r: r.started_at)
     events = [e for r in runs for e in r.events]
+
+    def found(problem: str | None, seq: int | None = None) -> CaseAudit:
+        return CaseAudit(case_id, len(runs), len(events), problem, seq)
+
     failed = next((r for r in runs if r.failure is not None), None)
     if failed is not None:
-        return CaseAudit(
-            case_id, len(runs), len(events), f"replay failed ({failed.source}): {failed.failure}"
+        return found(f"replay failed ({failed.source}): {failed.failure}")
+    parted = next((d for d in duplicates if d.differs_at is not None), None)
+    if parted is not None:
+        return found(
+            f"two copies of run {parted.run_id} differ from history event {parted.differs_at}: "
+            f"{parted.source} and {parted.same_as}"
         )
-    if any(b.seq != a.seq + 1 for a, b in pairwise(events)):
-        return CaseAudit(case_id, len(runs), len(events), "the histories' events have gaps")
+    gap = _discontinuity(runs)
+    if gap is not None:
+        return found(gap[1], gap[0])
     mismatch = (
         None if rows is None else compare(case_id, events, rows, keyring, complete=runs[-1].closed)
     )
-    if mismatch is None:
-        return CaseAudit(case_id, len(runs), len(events), None)
-    return CaseAudit(case_id, len(runs), len(events), mismatch.what, mismatch.seq)
+    return found(None) if mismatch is None else found(mismatch.what, mismatch.seq)

@@ -183,6 +183,53 @@ async def test_audit_exports_replays_and_catches_tampering(
     assert code == 0, text
 
 
+async def test_an_export_nested_in_another_is_counted_once(
+    can_env: WorkflowEnvironment,
+    case_worker: MakeWorker,
+    task_queue: str,
+    cli_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """The README's audit: an export into audit/, another into audit/s01, then a replay of
+    audit/: the nested folder holds the same runs again (one of them, of a case still open,
+    grew between the two exports). Each run is replayed once and the copies are reported
+    as duplicates, not as a mismatch."""
+    client = CaseClient(can_env.client, task_queue)
+    async with case_worker(can_env.client):
+        closed = await lifecycle(client, f"twice-{tmp_path.name[-6:]}")
+        still_open = (await client.open_case(report())).case_id
+        out = tmp_path / "audit"
+        code, text = await casectl(
+            cli_env, "audit", "export", closed, still_open, "--out", str(out)
+        )
+        assert code == 0, text
+        await client.send(still_open, *LIFECYCLE[0])  # the open case moves on
+        nested = out / "s01"
+        code, text = await casectl(
+            cli_env, "audit", "export", closed, still_open, "--out", str(nested)
+        )
+        assert code == 0, text
+    runs = len(await runs_of(can_env.client, closed)) + 1
+    assert runs >= 3
+
+    code, text = await casectl(cli_env, "audit", "replay", str(out), "--json")
+    assert code == 0, text
+    found = json.loads(text)
+    assert found["problems"] == [] and found["histories"] == runs, found
+    duplicates = found["duplicates"]
+    assert len(duplicates) == runs, duplicates
+    assert {Path(d["source"]).parent.parent for d in duplicates} | {
+        Path(d["same_as"]).parent.parent for d in duplicates
+    } == {out, nested}
+    # the copy of the open case exported later holds more: that one is replayed
+    (grown,) = [d for d in duplicates if d["case_id"] == still_open]
+    assert Path(grown["same_as"]).is_relative_to(nested), grown
+
+    code, text = await casectl(cli_env, "audit", "replay", str(out))
+    assert code == 0 and "MISMATCH" not in text, text
+    assert f"{runs} duplicate histories counted once" in text, text
+
+
 async def _rechain(pool: asyncpg.Pool, case_id: str) -> None:
     """What a forger with database access would do: recompute every hash after a change."""
     from activities.store import GENESIS, event_hash
@@ -321,3 +368,73 @@ def test_compare_reads_sealed_rows_and_rows_from_before_sealing() -> None:
     assert found is not None and found.seq == 1 and "other content" in found.what
     # a row missing at the end of a closed history, and a derived event with no row
     assert compare(case_id, events, sealed[:0], KEYRING, complete=True) is not None
+
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def _replayed(source: str, events: list[Any]) -> Any:
+    """A run as replayed, started the day of its first seq (runs are ordered by start)."""
+    from datetime import UTC, datetime, timedelta
+
+    from caseloop.audit import Replayed
+
+    return Replayed(
+        workflow_id="case-hotline_12345-runs",
+        run_id=source,
+        chain="first",
+        source=source,
+        started_at=datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=events[0].seq),
+        failure=None,
+        closed=False,
+        events=events,
+    )
+
+
+def test_copies_of_a_run_are_told_apart_from_a_missing_run() -> None:
+    from caseloop.audit import audit_case, distinct, load_history
+    from support import lifecycle_batches
+
+    case_id = "case-hotline_12345-golden-plain"
+    path = GOLDEN / "v4" / f"{case_id}.json"
+    whole = load_history(path)
+    start = load_history(path)  # exported while the case was still open
+    del start.events[5:]
+    forged = load_history(path)
+    forged.events[3].event_time.seconds += 1
+    kept, duplicates = distinct([("a/start", start), ("b/whole", whole), ("c/forged", forged)])
+    assert [source for source, _ in kept] == ["b/whole"]
+    assert [(d.source, d.same_as, d.differs_at) for d in duplicates] == [
+        ("a/start", "b/whole", None),
+        ("c/forged", "b/whole", forged.events[3].event_id),
+    ]
+    events = [e for batch in lifecycle_batches("runs") for e in batch.events]
+    runs = [_replayed("r1", events[:3]), _replayed("r2", events[3:])]
+    assert audit_case(case_id, runs, None, None, duplicates[:1]).problem is None
+    parted = audit_case(case_id, runs, None, None, duplicates).problem
+    assert parted is not None and "two copies of run" in parted and "c/forged" in parted
+    # a run left out of the files: named as such, at the first seq no history holds
+    missing = audit_case(case_id, [runs[0], _replayed("r3", events[5:])], None, None)
+    assert missing.seq == 4 and missing.problem is not None
+    assert "seq 4 to 5 are in no history" in missing.problem, missing.problem
+
+
+async def test_a_replay_failure_is_named_by_its_kind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK tells a non-deterministic replay from a failed workflow task by type; for the
+    latter the exception the workflow code raised is named, with where it was raised."""
+    import workflows.case
+    from caseloop.audit import load_history, replay
+    from caseloop.client import data_converter
+    from caseloop.crypto import Keyring
+
+    converter = data_converter(Keyring.parse((GOLDEN / "keyring.txt").read_text().strip()))
+    history = load_history(GOLDEN / "v4" / "case-hotline_12345-golden-plain.json")
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise KeyError("policy")
+
+    monkeypatch.setattr(workflows.case, "open_case", broken)
+    (found,) = [r async for r in replay([("plain", history)], converter)]
+    assert found.failure is not None and found.events == []
+    assert found.failure.startswith("the workflow code raised KeyError: 'policy' ("), found.failure
+    assert "test_audit.py, line" in found.failure, found.failure
