@@ -1,4 +1,5 @@
-"""JSON Schemas of the public contract, generated from the pydantic models (DESIGN.md §2).
+"""JSON Schemas of the public contract, generated from the pydantic models
+(docs/architecture.md, "The public contract").
 
     python -m caseloop.schemas --write   # regenerate schemas/ after a model change
     python -m caseloop.schemas --check   # exit 1 when schemas/ is out of date (also a test)

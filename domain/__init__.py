@@ -1,3 +1,3 @@
 """The pure domain of the grievance loop: commands, events, the decider, the policy.
 
-No I/O, no clock, no uuid, no temporalio, no asyncpg (shared DESIGN.md §1)."""
+No I/O, no clock, no uuid, no temporalio, no asyncpg (docs/architecture.md, "Layers")."""

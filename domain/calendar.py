@@ -4,7 +4,7 @@ A calendar is data: the holidays (法定节假日) and the make-up working days 
 the years it knows. It travels inside the deadline policy, so it is part of every case's
 history: its JSON is deterministic (sorted dates) and it holds only the years it needs.
 
-Counting rule (DESIGN.md §3): N working days end at local midnight after the Nth working
+Counting rule: N working days end at local midnight after the Nth working
 day. The day the period starts is not counted (期间开始之日不计算在内): counting begins on
 the local day after `start`.
 

@@ -1,6 +1,6 @@
 """Bad input, table-driven: malformed and hostile start inputs and commands, sent through
 the Python client and through the raw `temporal` CLI with plain JSON, as any other system
-could (DESIGN.md §2).
+could (docs/architecture.md, "Refusals leave no trace").
 
 A refused command is refused by the update's validator: the caller learns the field or
 rule, never a value (no phone number), the history gains nothing, PostgreSQL is

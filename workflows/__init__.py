@@ -1,1 +1,1 @@
-"""CaseWorkflow: one durable workflow per case (DESIGN.md §1, §3)."""
+"""CaseWorkflow: one durable workflow per case (docs/architecture.md)."""

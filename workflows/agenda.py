@@ -51,7 +51,7 @@ class TalkDayAgenda:
     @workflow.run
     async def run(self, payload: Any) -> Agenda:
         # Any, not the model: input that does not decode would fail the workflow task
-        # and retry forever (DESIGN.md §2); refused here, naming the field.
+        # and retry forever; refused here, naming the field.
         try:
             request = AgendaRequest.model_validate(payload)
         except ValidationError as exc:

@@ -3,7 +3,7 @@
 The workflow owns time and order: commands arrive as Workflow Updates, the domain decides,
 the resulting events are appended to PostgreSQL by an activity, and only then does the
 state move on. Deadline timers are durable: `wait_condition` with a timeout until the
-next clock needs attention. Shape and pitfalls: DESIGN.md §2, §3, §6.
+next clock needs attention. Shape and pitfalls: docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ class CaseWorkflow:
     @workflow.run
     async def run(self, payload: Any) -> CaseRecord:
         # Any, not a model or a dict: input the SDK cannot decode into the declared type
-        # would fail the workflow task and retry forever (DESIGN.md §2); refused here instead.
+        # would fail the workflow task and retry forever; refused here instead.
         # Only a run the server started by continue-as-new may take a carried state;
         # a client cannot start one with a state of its making.
         if workflow.info().continued_run_id is not None:

@@ -1,4 +1,5 @@
-"""The custom search attributes CaseWorkflow keeps current (DESIGN.md §2), declared once.
+"""The custom search attributes CaseWorkflow keeps current, declared once
+(docs/architecture.md, "Search attributes").
 
 Operators filter the Temporal UI's list with them, e.g. `CaseOrgs = 'S-01' AND
 FlagColor = 'red'`. Personal data never goes here: search attributes are not encrypted."""
