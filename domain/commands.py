@@ -220,7 +220,8 @@ UpdateCommand = (
     | MergeInto
 )
 
-# Update name -> command model; the names are the public contract (DESIGN.md §2).
+# Update name -> command model; the names are the public contract (docs/architecture.md,
+# "Commands").
 COMMANDS: dict[str, type[Command]] = {
     model.model_fields["kind"].default: model
     for model in (

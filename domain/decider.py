@@ -110,7 +110,7 @@ def open_case(case_id: str, case: OpenCase, now: datetime, policy: DeadlinePolic
         raise DomainError(f"OpenCase: case id must start with case-{case.source.value}-")
     if _CASE_ID.match(case_id) is None:
         # the workflow id comes from whoever started the workflow: refuse it here, never let
-        # CaseOpened's own validation fail the workflow task (DESIGN.md §2)
+        # CaseOpened's own validation fail the workflow task
         raise DomainError(
             f"OpenCase: case id must match case-{case.source.value}-<id>, "
             "the id of 1 to 64 letters, digits, '.', '_' or '-'"

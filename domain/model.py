@@ -1,4 +1,4 @@
-"""Value objects and enumerations of the grievance loop (see shared DOMAIN.md).
+"""Value objects and enumerations of the grievance loop.
 
 Everything here is plain pydantic: no I/O, no clock. Payloads travel as JSON with
 snake_case fields, lower-case enum strings and ISO-8601 datetimes with offsets.
