@@ -44,7 +44,7 @@ from caseloop import logs
 from caseloop.calendars import calendar_gap
 from caseloop.client import connect
 from caseloop.crypto import Keyring
-from caseloop.settings import Settings, SettingsError
+from caseloop.settings import DEFAULT_WORKER_CACHE, Settings, SettingsError
 from caseloop.talkday_schedules import sync_schedules
 from domain.policy import DeadlinePolicy
 from workflows.agenda import TalkDayAgenda
@@ -94,7 +94,7 @@ def build_worker(
     *,
     keyring: Keyring | None = None,
     fail_fast: bool = False,
-    max_cached_workflows: int = Settings.worker_cache,
+    max_cached_workflows: int = DEFAULT_WORKER_CACHE,
 ) -> Worker:
     """The worker of CaseWorkflow, the department tasks and the talk-day agendas, and
     their activities. In production a bug in workflow code fails the workflow *task*,

@@ -1,99 +1,125 @@
-"""Configuration from the environment (names: DESIGN.md §5)."""
+"""Configuration from the environment: the variables of the README's Configuration table,
+declared once with their defaults and checks (pydantic-settings). A bad value raises
+SettingsError naming its variable."""
 
 from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from caseloop.calendars import with_library_calendar
-from caseloop.crypto import Keyring, KeyringError
+from caseloop.crypto import Keyring
 from domain.errors import validation_message
 from domain.policy import DEFAULT_POLICY, DeadlinePolicy
 from domain.talkdays import TalkDays
 
 DEFAULT_TASK_QUEUE = "grievance-cases"
+# CASE_WORKER_CACHE: cases a worker process keeps in memory (the SDK's sticky cache);
+# a case beyond it is replayed from its history when it next has work
+DEFAULT_WORKER_CACHE = 1000
 
 
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
 
 
-@dataclass(frozen=True)
-class Settings:
-    temporal_address: str = "localhost:7233"
-    temporal_namespace: str = "default"
-    temporal_api_key: str | None = None
-    temporal_tls_cert: Path | None = None
-    temporal_tls_key: Path | None = None
-    database_url: str | None = None
-    task_queue: str = DEFAULT_TASK_QUEUE
-    policy_file: Path | None = None
-    log_level: str = "info"
-    log_format: str = "console"
-    keyring: Keyring | None = None  # CASE_ENCRYPTION_KEYS; None: payloads in clear text
-    codec_token: str | None = None  # CASE_CODEC_TOKEN: what the codec server requires
-    codec_ui_origin: str | None = None  # CASE_CODEC_UI_ORIGIN: a UI origin let in without it
-    talk_days_file: Path | None = None  # CASE_TALK_DAYS: the communities' talk days (JSON)
-    # CASE_WORKER_CACHE: cases a worker process keeps in memory (the SDK's sticky cache);
-    # a case beyond it is replayed from its history when it next has work
-    worker_cache: int = 1000
+def _existing_file(path: Path) -> Path:
+    if not path.is_file():
+        raise ValueError(f"no such file: {path}")
+    return path
+
+
+def _postgres_url(url: str) -> str:
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise ValueError("must start with postgresql://")
+    return url
+
+
+def _keyring(value: Any) -> Any:
+    return Keyring.parse(value) if isinstance(value, str) else value
+
+
+LogFormat = Literal["console", "json"]
+
+
+def _log_format() -> LogFormat:
+    return "console" if sys.stderr.isatty() else "json"
+
+
+def _named(exc: ValidationError) -> str:
+    """Each error with the variable it is about, named once."""
+    messages = []
+    for error in exc.errors():
+        name = str(error["loc"][0]) if error["loc"] else ""
+        cause = error.get("ctx", {}).get("error")
+        message = str(cause) if isinstance(cause, ValueError) else error["msg"]
+        messages.append(message if message.startswith(name) else f"{name}: {message}")
+    return "; ".join(messages)
+
+
+File = Annotated[Path, AfterValidator(_existing_file)]
+
+
+class Settings(BaseSettings):
+    """Each field is read from the variable named by its alias; an empty variable counts
+    as unset."""
+
+    model_config = SettingsConfigDict(
+        case_sensitive=True,
+        env_ignore_empty=True,
+        extra="ignore",
+        frozen=True,
+        arbitrary_types_allowed=True,
+    )
+
+    temporal_address: str = Field("localhost:7233", alias="TEMPORAL_ADDRESS")
+    temporal_namespace: str = Field("default", alias="TEMPORAL_NAMESPACE")
+    temporal_api_key: str | None = Field(None, alias="TEMPORAL_API_KEY")
+    temporal_tls_cert: File | None = Field(None, alias="TEMPORAL_TLS_CERT")
+    temporal_tls_key: File | None = Field(None, alias="TEMPORAL_TLS_KEY")
+    database_url: Annotated[str, AfterValidator(_postgres_url)] | None = Field(
+        None, alias="DATABASE_URL"
+    )
+    task_queue: str = Field(DEFAULT_TASK_QUEUE, alias="CASE_TASK_QUEUE")
+    policy_file: File | None = Field(None, alias="CASE_POLICY")
+    log_level: Annotated[
+        Literal["debug", "info", "warning", "error"], BeforeValidator(str.lower)
+    ] = Field("info", alias="LOG_LEVEL")
+    log_format: LogFormat = Field(default_factory=_log_format, alias="LOG_FORMAT")
+    # None: payloads in clear text
+    keyring: Annotated[Keyring | None, BeforeValidator(_keyring)] = Field(
+        None, alias="CASE_ENCRYPTION_KEYS"
+    )
+    # what the codec server requires
+    codec_token: str | None = Field(None, min_length=16, alias="CASE_CODEC_TOKEN")
+    # a UI origin the codec server lets in without the token
+    codec_ui_origin: str | None = Field(None, alias="CASE_CODEC_UI_ORIGIN")
+    # the communities' talk days (JSON)
+    talk_days_file: File | None = Field(None, alias="CASE_TALK_DAYS")
+    worker_cache: int = Field(DEFAULT_WORKER_CACHE, ge=10, le=1_000_000, alias="CASE_WORKER_CACHE")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.temporal_tls_cert is None) != (self.temporal_tls_key is None):
+            raise ValueError("TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY: set both or neither")
+        return self
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
-        e = dict(os.environ if env is None else env)
-
-        def path(name: str) -> Path | None:
-            value = e.get(name)
-            if not value:
-                return None
-            p = Path(value)
-            if not p.is_file():
-                raise SettingsError(f"{name}: no such file: {value}")
-            return p
-
-        level = e.get("LOG_LEVEL", "info").lower()
-        if level not in ("debug", "info", "warning", "error"):
-            raise SettingsError("LOG_LEVEL: must be one of debug, info, warning, error")
-        fmt = e.get("LOG_FORMAT") or ("console" if sys.stderr.isatty() else "json")
-        if fmt not in ("console", "json"):
-            raise SettingsError("LOG_FORMAT: must be console or json")
-        url = e.get("DATABASE_URL") or None
-        if url is not None and not url.startswith(("postgresql://", "postgres://")):
-            raise SettingsError("DATABASE_URL: must start with postgresql://")
-        cert, key = path("TEMPORAL_TLS_CERT"), path("TEMPORAL_TLS_KEY")
-        if (cert is None) != (key is None):
-            raise SettingsError("TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY: set both or neither")
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """The settings of the process's environment, or of the variables in `env`."""
         try:
-            keys = e.get("CASE_ENCRYPTION_KEYS")
-            keyring = Keyring.parse(keys) if keys else None
-        except KeyringError as exc:
-            raise SettingsError(str(exc)) from None
-        cache_value = e.get("CASE_WORKER_CACHE") or str(cls.worker_cache)
-        if not cache_value.isdigit() or not 10 <= int(cache_value) <= 1_000_000:
-            raise SettingsError("CASE_WORKER_CACHE: must be a whole number from 10 to 1000000")
-        token = e.get("CASE_CODEC_TOKEN") or None
-        if token is not None and len(token) < 16:
-            raise SettingsError("CASE_CODEC_TOKEN: must be at least 16 characters")
-        return cls(
-            temporal_address=e.get("TEMPORAL_ADDRESS") or cls.temporal_address,
-            temporal_namespace=e.get("TEMPORAL_NAMESPACE") or cls.temporal_namespace,
-            temporal_api_key=e.get("TEMPORAL_API_KEY") or None,
-            temporal_tls_cert=cert,
-            temporal_tls_key=key,
-            database_url=url,
-            task_queue=e.get("CASE_TASK_QUEUE") or DEFAULT_TASK_QUEUE,
-            policy_file=path("CASE_POLICY"),
-            log_level=level,
-            log_format=fmt,
-            keyring=keyring,
-            codec_token=token,
-            codec_ui_origin=e.get("CASE_CODEC_UI_ORIGIN") or None,
-            talk_days_file=path("CASE_TALK_DAYS"),
-            worker_cache=int(cache_value),
-        )
+            if env is None:
+                return cls()
+            return cls.model_validate({name: value for name, value in env.items() if value})
+        except ValidationError as exc:
+            raise SettingsError(_named(exc)) from None
 
     def policy(self, today: date | None = None) -> DeadlinePolicy:
         """The built-in 7135 policy, or the one in CASE_POLICY (JSON). A policy without a

@@ -59,11 +59,26 @@ def test_settings_defaults_and_overrides() -> None:
         ({"CASE_WORKER_CACHE": "lots"}, "CASE_WORKER_CACHE"),
         ({"CASE_POLICY": "/nonexistent/policy.json"}, "CASE_POLICY"),
         ({"TEMPORAL_TLS_CERT": __file__}, "TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY"),
+        ({"TEMPORAL_TLS_KEY": "/nonexistent/key.pem"}, "TEMPORAL_TLS_KEY: no such file"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+        ({"CASE_CODEC_TOKEN": "short"}, "CASE_CODEC_TOKEN"),
+        ({"LOG_LEVEL": "loud", "CASE_WORKER_CACHE": "9"}, r"LOG_LEVEL: .*; CASE_WORKER_CACHE: "),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], names: str) -> None:
     with pytest.raises(SettingsError, match=names):
         Settings.from_env(env)
+
+
+def test_settings_read_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CASE_TASK_QUEUE", "q3")
+    monkeypatch.setenv("LOG_LEVEL", "WARNING")
+    monkeypatch.setenv("DATABASE_URL", "")  # empty: unset
+    assert (Settings.from_env().task_queue, Settings.from_env().log_level) == ("q3", "warning")
+    assert Settings.from_env().database_url is None
+    monkeypatch.setenv("CASE_WORKER_CACHE", "lots")
+    with pytest.raises(SettingsError, match=r"^CASE_WORKER_CACHE: "):
+        Settings.from_env()
 
 
 def test_policy_file_is_validated(tmp_path: Path) -> None:
