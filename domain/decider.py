@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, assert_never
 
 from domain import authz
 from domain.commands import (
@@ -74,8 +74,8 @@ from domain.model import (
     Severity,
     Step,
 )
-from domain.policy import Clock, Deadline, DeadlinePolicy
-from domain.state import CaseState, PendingExtension
+from domain.policy import Clock, Deadline, DeadlineChanges, DeadlinePolicy
+from domain.state import CaseChanges, CaseState, PendingExtension, evolve_fields
 
 C = TypeVar("C", bound=Command)
 Decision = Callable[[CaseState, Any, datetime, DeadlinePolicy], list[Event]]
@@ -646,9 +646,12 @@ def _deadline_events(
 
 
 def evolve(state: CaseState | None, event: Event) -> CaseState:
+    """The state after `event`, which must be the case's next: `case_opened` first, and
+    each event numbered `state.version + 1`."""
     if isinstance(event, CaseOpened):
         if state is not None:
             raise ValueError("case_opened must be the first event")
+        _require_next(event, 0)
         return CaseState(
             case_id=event.case_id,
             version=event.seq,
@@ -659,15 +662,24 @@ def evolve(state: CaseState | None, event: Event) -> CaseState:
         )
     if state is None:
         raise ValueError(f"{event.type} before case_opened")
-    changes = _EVOLVE[type(event)](state, event)
-    return state.model_copy(
-        update={
-            **changes,
+    _require_next(event, state.version)
+    return evolve_fields(
+        state,
+        {
+            **_changes(state, event),
             "version": event.seq,
             "updated_at": event.occurred_at,
             "last_event": event.type,
-        }
+        },
     )
+
+
+def _require_next(event: Event, version: int) -> None:
+    if event.seq != version + 1:
+        raise ValueError(
+            f"{event.type} has seq {event.seq}, but the case is at version {version}: "
+            f"its next event has seq {version + 1}"
+        )
 
 
 def fold(events: Iterable[Event]) -> CaseState:
@@ -679,6 +691,22 @@ def fold(events: Iterable[Event]) -> CaseState:
     return state
 
 
+def apply_batch(
+    state: CaseState | None, events: Iterable[Event], command_id: str | None = None
+) -> tuple[CaseState, list[Event]]:
+    """Number `events` after `state` (seq version + 1, + 2, …), stamp each with the command
+    that caused them (the update id; None for a timer or the opening) and fold them in:
+    the new state and the events as they are recorded."""
+    stamped: list[Event] = []
+    for event in events:
+        event = event.stamped((state.version if state else 0) + 1, command_id)
+        state = evolve(state, event)
+        stamped.append(event)
+    if state is None:
+        raise ValueError("no events")
+    return state, stamped
+
+
 def _with_deadline(state: CaseState, deadline: Deadline) -> dict[Clock, Deadline]:
     return {**state.deadlines, deadline.clock: deadline}
 
@@ -687,143 +715,146 @@ def _without(state: CaseState, *clocks: Clock) -> dict[Clock, Deadline]:
     return {c: d for c, d in state.deadlines.items() if c not in clocks}
 
 
-def _department(s: CaseState, department: str, **changes: bool) -> dict[str, Deadline]:
-    clock = s.department_deadlines[department].model_copy(update=changes)
-    return {**s.department_deadlines, department: clock}
-
-
-def _dispatched(s: CaseState, e: CaseDispatched) -> dict[str, Any]:
+def _department(s: CaseState, department: str, changes: DeadlineChanges) -> dict[str, Deadline]:
     return {
-        "severity": e.severity,
-        "handling_class": e.handling_class,
-        "level": e.level,
-        "assignee": e.assignee,
-        "dispatched_at": e.occurred_at,
-        "deadlines": {d.clock: d for d in e.deadlines},
+        **s.department_deadlines,
+        department: s.department_deadlines[department].changed(changes),
     }
 
 
-def _warned(s: CaseState, e: DeadlineWarned) -> dict[str, Any]:
-    d = s.deadlines[e.clock].model_copy(update={"warned": True})
-    return {"deadlines": _with_deadline(s, d), "flag": s.flag.worst(Flag.YELLOW)}
+def _changes(s: CaseState, e: Event) -> CaseChanges:
+    """What `e` changes in `s`, besides the envelope `evolve` sets (version, time, type)."""
+    match e:
+        case CaseOpened():
+            raise ValueError("case_opened must be the first event")
+        case CaseDispatched():
+            return {
+                "severity": e.severity,
+                "handling_class": e.handling_class,
+                "level": e.level,
+                "assignee": e.assignee,
+                "dispatched_at": e.occurred_at,
+                "deadlines": {d.clock: d for d in e.deadlines},
+            }
+        case CaseClaimed():
+            return {"assignee": e.handler, "claimed": True, "step": Step.DELIBERATE}
+        case HandlerCheckedIn():
+            return {"checked_in_at": e.occurred_at, "deadlines": _without(s, Clock.ON_SITE)}
+        case DeliberationRecorded():
+            return {"handling_class": e.handling_class, "step": Step.RESOLVE}
+        case DeliberationScheduled():
+            return {"talk_day": e.talk_day, "deadlines": _with_deadline(s, e.deadline)}
+        case DeadlineStarted():
+            return {"deadlines": {**_without(s, Clock.DELIBERATE), e.deadline.clock: e.deadline}}
+        case DepartmentsSummoned():
+            return {
+                "summoned": [*s.summoned, *e.departments],
+                "department_deadlines": {**s.department_deadlines, **e.deadlines},
+            }
+        case DepartmentReported():
+            return {"reported": [*s.reported, e.department]}
+        case DepartmentWarned():
+            return {
+                "department_deadlines": _department(s, e.department, {"warned": True}),
+                "flag": s.flag.worst(Flag.YELLOW),
+            }
+        case DepartmentEscalated():
+            return {
+                "department_deadlines": _department(s, e.department, {"breached": True}),
+                "late_departments": [*s.late_departments, e.department],
+                "flag": s.flag.worst(Flag.YELLOW),
+            }
+        case ResolutionReported():
+            return {
+                "step": Step.FEEDBACK,
+                "resolved_at": e.occurred_at,
+                "on_time": e.on_time,
+                "deadlines": _without(s, Clock.RESOLVE, Clock.ON_SITE),
+                "pending_extension": None,
+            }
+        case FeedbackRecorded():
+            return {
+                "satisfaction": e.satisfaction,
+                "step": Step.REVISIT if e.accepted else s.step,
+                "deadlines": _with_deadline(s, e.revisit) if e.revisit else s.deadlines,
+            }
+        case RevisitRecorded():
+            return {"satisfaction": e.satisfaction, "deadlines": _without(s, Clock.REVISIT)}
+        case CaseReopened():
+            return {
+                "step": Step.RESOLVE,
+                "reopen_count": s.reopen_count + 1,
+                "resolved_at": None,
+                "deadlines": {**_without(s, Clock.REVISIT), Clock.RESOLVE: e.deadline},
+            }
+        case ExtensionRequested():
+            extension = PendingExtension(
+                requested_by=e.actor.id if e.actor else "",
+                requested_at=e.occurred_at,
+                extra=timedelta(seconds=e.extra_seconds),
+                reason=e.reason,
+            )
+            return {"pending_extension": extension}
+        case ExtensionDecided():
+            return {
+                "pending_extension": None,
+                "deadlines": _with_deadline(s, e.deadline) if e.deadline else s.deadlines,
+            }
+        case CaseReturned():
+            return {
+                "step": Step.COLLECT,
+                "return_count": s.return_count + 1,
+                "dispatched_at": None,
+                "level": None,
+                "severity": None,
+                "assignee": None,
+                "claimed": False,
+                "checked_in_at": None,
+                "deadlines": {},
+                "pending_extension": None,
+            }
+        case NoteAdded():
+            return {"note_count": s.note_count + 1}
+        case CaseWithdrawn():
+            return {}
+        case CaseMerged():
+            return {"merged_into": e.target_case_id}
+        case DeadlineWarned():
+            warned = s.deadlines[e.clock].changed({"warned": True})
+            return {"deadlines": _with_deadline(s, warned), "flag": s.flag.worst(Flag.YELLOW)}
+        case DeadlineBreached():
+            return _breached(s, e)
+        case CaseEscalated():
+            return {
+                "level": e.to_level,
+                "deadlines": _with_deadline(s, e.deadline),
+                "escalation_count": s.escalation_count + 1,
+                "on_time": False,
+                "flag": s.flag.worst(Flag.YELLOW),
+                # the named community handler no longer holds a street case
+                "assignee": None,
+            }
+        case OverdueReminded():
+            reminded = s.deadlines[Clock.RESOLVE].changed({"remind_at": e.next_remind_at})
+            return {"deadlines": _with_deadline(s, reminded)}
+        case CaseArchived():
+            return {
+                "step": Step.ARCHIVE,
+                "outcome": e.outcome,
+                "archived_at": e.occurred_at,
+                "deadlines": {},
+                "pending_extension": None,
+            }
+        case _:
+            assert_never(e)
 
 
-def _breached(s: CaseState, e: DeadlineBreached) -> dict[str, Any]:
-    changes: dict[str, Any] = {"flag": s.flag.worst(e.flag)}
+def _breached(s: CaseState, e: DeadlineBreached) -> CaseChanges:
+    flag = s.flag.worst(e.flag)
     if e.clock in (Clock.ON_SITE, Clock.DELIBERATE):
-        changes["deadlines"] = _without(s, e.clock)
-        return changes
+        return {"flag": flag, "deadlines": _without(s, e.clock)}
+    breached = s.deadlines[e.clock].changed({"breached": True, "remind_at": e.remind_at})
+    changes: CaseChanges = {"flag": flag, "deadlines": _with_deadline(s, breached)}
     if e.clock is Clock.RESOLVE:
         changes["on_time"] = False
-    d = s.deadlines[e.clock].model_copy(update={"breached": True, "remind_at": e.remind_at})
-    changes["deadlines"] = _with_deadline(s, d)
     return changes
-
-
-def _reminded(s: CaseState, e: OverdueReminded) -> dict[str, Any]:
-    d = s.deadlines[Clock.RESOLVE].model_copy(update={"remind_at": e.next_remind_at})
-    return {"deadlines": _with_deadline(s, d)}
-
-
-def _escalated(s: CaseState, e: CaseEscalated) -> dict[str, Any]:
-    return {
-        "level": e.to_level,
-        "deadlines": _with_deadline(s, e.deadline),
-        "escalation_count": s.escalation_count + 1,
-        "on_time": False,
-        "flag": s.flag.worst(Flag.YELLOW),
-        # the named community handler no longer holds a street case
-        "assignee": None,
-    }
-
-
-_EVOLVE: dict[type, Callable[[CaseState, Any], dict[str, Any]]] = {
-    CaseDispatched: _dispatched,
-    CaseClaimed: lambda s, e: {"assignee": e.handler, "claimed": True, "step": Step.DELIBERATE},
-    HandlerCheckedIn: lambda s, e: {
-        "checked_in_at": e.occurred_at,
-        "deadlines": _without(s, Clock.ON_SITE),
-    },
-    DeliberationRecorded: lambda s, e: {"handling_class": e.handling_class, "step": Step.RESOLVE},
-    DeliberationScheduled: lambda s, e: {
-        "talk_day": e.talk_day,
-        "deadlines": _with_deadline(s, e.deadline),
-    },
-    DeadlineStarted: lambda s, e: {
-        "deadlines": {**_without(s, Clock.DELIBERATE), e.deadline.clock: e.deadline}
-    },
-    DepartmentsSummoned: lambda s, e: {
-        "summoned": [*s.summoned, *e.departments],
-        "department_deadlines": {**s.department_deadlines, **e.deadlines},
-    },
-    DepartmentReported: lambda s, e: {"reported": [*s.reported, e.department]},
-    DepartmentWarned: lambda s, e: {
-        "department_deadlines": _department(s, e.department, warned=True),
-        "flag": s.flag.worst(Flag.YELLOW),
-    },
-    DepartmentEscalated: lambda s, e: {
-        "department_deadlines": _department(s, e.department, breached=True),
-        "late_departments": [*s.late_departments, e.department],
-        "flag": s.flag.worst(Flag.YELLOW),
-    },
-    ResolutionReported: lambda s, e: {
-        "step": Step.FEEDBACK,
-        "resolved_at": e.occurred_at,
-        "on_time": e.on_time,
-        "deadlines": _without(s, Clock.RESOLVE, Clock.ON_SITE),
-        "pending_extension": None,
-    },
-    FeedbackRecorded: lambda s, e: {
-        "satisfaction": e.satisfaction,
-        "step": Step.REVISIT if e.accepted else s.step,
-        "deadlines": _with_deadline(s, e.revisit) if e.revisit else s.deadlines,
-    },
-    RevisitRecorded: lambda s, e: {
-        "satisfaction": e.satisfaction,
-        "deadlines": _without(s, Clock.REVISIT),
-    },
-    CaseReopened: lambda s, e: {
-        "step": Step.RESOLVE,
-        "reopen_count": s.reopen_count + 1,
-        "resolved_at": None,
-        "deadlines": {**_without(s, Clock.REVISIT), Clock.RESOLVE: e.deadline},
-    },
-    ExtensionRequested: lambda s, e: {
-        "pending_extension": PendingExtension(
-            requested_by=e.actor.id if e.actor else "",
-            requested_at=e.occurred_at,
-            extra=timedelta(seconds=e.extra_seconds),
-            reason=e.reason,
-        )
-    },
-    ExtensionDecided: lambda s, e: {
-        "pending_extension": None,
-        "deadlines": _with_deadline(s, e.deadline) if e.deadline else s.deadlines,
-    },
-    CaseReturned: lambda s, e: {
-        "step": Step.COLLECT,
-        "return_count": s.return_count + 1,
-        "dispatched_at": None,
-        "level": None,
-        "severity": None,
-        "assignee": None,
-        "claimed": False,
-        "checked_in_at": None,
-        "deadlines": {},
-        "pending_extension": None,
-    },
-    NoteAdded: lambda s, e: {"note_count": s.note_count + 1},
-    CaseWithdrawn: lambda s, e: {},
-    CaseMerged: lambda s, e: {"merged_into": e.target_case_id},
-    DeadlineWarned: _warned,
-    DeadlineBreached: _breached,
-    CaseEscalated: _escalated,
-    OverdueReminded: _reminded,
-    CaseArchived: lambda s, e: {
-        "step": Step.ARCHIVE,
-        "outcome": e.outcome,
-        "archived_at": e.occurred_at,
-        "deadlines": {},
-        "pending_extension": None,
-    },
-}

@@ -9,7 +9,7 @@ the event's JSON without `seq`.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
 from pydantic import Field, TypeAdapter
 
@@ -25,6 +25,7 @@ from domain.model import (
     Outcome,
     Satisfaction,
     Severity,
+    replaced,
 )
 from domain.policy import Clock, Deadline
 
@@ -34,6 +35,11 @@ class EventBase(Frozen):
     occurred_at: datetime
     actor: Actor | None = None
     command_id: str | None = None
+
+    def stamped(self, seq: int, command_id: str | None) -> Self:
+        """The event numbered in its case and tied to the command that caused it (as
+        `apply_batch` records it)."""
+        return replaced(self, {"seq": seq, "command_id": command_id})
 
 
 class CaseOpened(EventBase):

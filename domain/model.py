@@ -7,9 +7,10 @@ snake_case fields, lower-case enum strings and ISO-8601 datetimes with offsets.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -68,6 +69,17 @@ class Frozen(BaseModel):
     """Base of every contract model: immutable, unknown fields refused."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", str_max_length=4000)
+
+
+F = TypeVar("F", bound=Frozen)
+
+
+def replaced(model: F, changes: Mapping[str, object]) -> F:
+    """A copy of `model` with `changes`, validated (strictly) as a new instance is: a
+    misspelt field or a value of the wrong type raises ValidationError, where
+    `model_copy(update=...)` would take either silently. Callers name their changes through
+    a TypedDict or typed parameters, so that mypy sees the names and types as well."""
+    return type(model).model_validate({**model.__dict__, **changes}, strict=True)
 
 
 class Source(StrEnum):

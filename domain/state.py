@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from typing import TypedDict
 
 from domain.commands import OpenCase
 from domain.model import (
@@ -15,6 +16,7 @@ from domain.model import (
     Satisfaction,
     Severity,
     Step,
+    replaced,
 )
 from domain.policy import Clock, Deadline
 
@@ -80,6 +82,51 @@ class CaseState(Frozen):
     def due_at(self) -> datetime | None:
         resolve = self.deadlines.get(Clock.RESOLVE) or self.deadlines.get(Clock.REVISIT)
         return resolve.due_at if resolve else None
+
+
+class CaseChanges(TypedDict, total=False):
+    """What an event may change in a CaseState, by name and type (all but the report, its
+    ids and its opening), so that mypy checks every change `evolve` makes; a test keeps
+    these the model's own fields and types."""
+
+    version: int
+    updated_at: datetime
+    last_event: str
+    step: Step
+    severity: Severity | None
+    handling_class: HandlingClass | None
+    level: Level | None
+    dispatched_at: datetime | None
+    assignee: str | None
+    claimed: bool
+    checked_in_at: datetime | None
+    deadlines: dict[Clock, Deadline]
+    flag: Flag
+    on_time: bool
+    summoned: list[OrgId]
+    reported: list[OrgId]
+    department_deadlines: dict[OrgId, Deadline]
+    late_departments: list[OrgId]
+    talk_day: date | None
+    pending_extension: PendingExtension | None
+    resolved_at: datetime | None
+    satisfaction: Satisfaction | None
+    reopen_count: int
+    escalation_count: int
+    return_count: int
+    note_count: int
+    outcome: Outcome | None
+    merged_into: str | None
+    archived_at: datetime | None
+
+
+def evolve_fields(state: CaseState, changes: CaseChanges) -> CaseState:
+    """`state` with `changes`, checked at run time too (for a caller that casts its way
+    past mypy): a name that is not in CaseChanges, or a value of the wrong type, raises."""
+    unknown = changes.keys() - CaseChanges.__optional_keys__
+    if unknown:
+        raise ValueError(f"not a field an event may change: {', '.join(sorted(unknown))}")
+    return replaced(state, changes)
 
 
 class CaseSummary(Frozen):

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, cast, get_type_hints
 
+import mypy.api
 import pytest
+from pydantic import BaseModel, ValidationError
 
 from domain.commands import (
     AddNote,
@@ -19,8 +22,8 @@ from domain.commands import (
     RequestExtension,
     Withdraw,
 )
-from domain.decider import evolve, fold
-from domain.events import EVENT_LIST, EVENTS, CaseClaimed, Event, event_payload
+from domain.decider import apply_batch, decide, evolve, fold
+from domain.events import EVENT_LIST, EVENTS, CaseClaimed, Event, NoteAdded, event_payload
 from domain.model import (
     Flag,
     HandlingClass,
@@ -31,8 +34,15 @@ from domain.model import (
     Source,
     Step,
 )
-from domain.policy import Clock
-from domain.state import CaseRecord, CaseState, record, summary
+from domain.policy import Clock, Deadline, DeadlineChanges
+from domain.state import (
+    CaseChanges,
+    CaseRecord,
+    CaseState,
+    evolve_fields,
+    record,
+    summary,
+)
 
 if TYPE_CHECKING:  # the builders live in this directory's conftest.py (fixtures)
     from conftest import Actors, Story
@@ -259,3 +269,98 @@ def test_run_numbers_the_events_after_the_state_version(
     log += events
     assert fold(log) == state
     assert s.state.version == 1  # the story's own state is untouched
+
+
+def test_a_batch_is_numbered_after_the_state_and_stamped_with_its_command(
+    story: NewStory, actors: Actors
+) -> None:
+    s = story()
+    withdraw = Withdraw(actor=actors.resident, reason="r")
+    decided = decide(s.state, withdraw, s.DISPATCH_AT, s.policy)
+    state, events = apply_batch(s.state, decided, "upd-7")
+    assert [(e.seq, e.command_id) for e in events] == [(2, "upd-7"), (3, "upd-7")]
+    assert [e.model_dump(exclude={"seq", "command_id"}) for e in events] == [
+        e.model_dump(exclude={"seq", "command_id"}) for e in decided
+    ]
+    assert state == fold([*s.events, *events]) and state.version == 3
+    with pytest.raises(ValueError, match=r"^no events$"):
+        apply_batch(None, [])
+
+
+def test_an_event_out_of_turn_is_refused(story: NewStory, actors: Actors, t0: datetime) -> None:
+    s = story()  # at version 1
+    note = NoteAdded(occurred_at=t0, actor=actors.grid_worker, text="n")
+    for seq in (0, 1, 3):  # unnumbered, a repeat, a gap
+        with pytest.raises(
+            ValueError,
+            match=rf"^note_added has seq {seq}, but the case is at version 1: "
+            r"its next event has seq 2$",
+        ):
+            evolve(s.state, note.stamped(seq, None))
+    with pytest.raises(ValueError, match=r"^note_added has seq 3, .* next event has seq 2$"):
+        fold([*s.events, note.stamped(3, None)])
+    assert evolve(s.state, note.stamped(2, None)).version == 2
+    with pytest.raises(ValueError, match=r"^case_opened has seq 2, .* next event has seq 1$"):
+        evolve(None, s.events[0].stamped(2, None))
+
+
+def test_a_misspelt_or_mistyped_change_is_refused(story: NewStory) -> None:
+    s = story(severity=Severity.MAJOR).advance(Step.RESOLVE)
+    for changes in ({"stepp": Step.FEEDBACK}, {"case_id": "case-other-1"}):
+        with pytest.raises(ValueError, match=r"^not a field an event may change: "):
+            evolve_fields(s.state, cast(CaseChanges, changes))
+    with pytest.raises(ValidationError, match=r"step\n  Input should be an instance of Step"):
+        evolve_fields(s.state, cast(CaseChanges, {"step": "feedback"}))
+    deadline = s.state.deadlines[Clock.RESOLVE]
+    with pytest.raises(ValidationError, match=r"warnd\n  Extra inputs are not permitted"):
+        deadline.changed(cast(DeadlineChanges, {"warnd": True}))
+    with pytest.raises(ValidationError, match=r"warned\n  Input should be a valid boolean"):
+        deadline.changed(cast(DeadlineChanges, {"warned": "yes"}))
+    assert evolve_fields(s.state, {"note_count": 2}).note_count == 2
+    assert deadline.changed({"warned": True}).warned
+
+
+@pytest.mark.parametrize(
+    ("changes", "model", "fixed"),
+    [
+        (CaseChanges, CaseState, {"case_id", "case", "policy_version", "opened_at"}),
+        (DeadlineChanges, Deadline, {"clock", "level", "started_at", "label", "policy_version"}),
+    ],
+)
+def test_the_changes_are_the_models_own_fields_and_types(
+    changes: type, model: type[BaseModel], fixed: set[str]
+) -> None:
+    """The TypedDicts name each field a second time (for mypy): this keeps them the same."""
+    hints = get_type_hints(changes, include_extras=True)
+    assert hints == {name: model.model_fields[name].annotation for name in hints}
+    assert set(model.model_fields) - set(hints) == fixed
+
+
+def test_mypy_refuses_a_misspelt_or_mistyped_change(tmp_path: Path) -> None:
+    """A change is checked before it runs: mypy sees each name and type in a change."""
+    snippet = tmp_path / "changes.py"
+    snippet.write_text(
+        "from domain.model import Step\n"
+        "from domain.policy import Deadline\n"
+        "from domain.state import CaseState, evolve_fields\n"
+        "def moves(s: CaseState, d: Deadline) -> None:\n"
+        "    evolve_fields(s, {'step': Step.RESOLVE, 'note_count': 1})\n"
+        "    d.changed({'warned': True, 'remind_at': None})\n"
+        "    evolve_fields(s, {'stepp': Step.RESOLVE})\n"  # line 7
+        "    evolve_fields(s, {'step': 'resolve'})\n"
+        "    evolve_fields(s, {'case_id': 'case-other-1'})\n"
+        "    d.changed({'warnd': True})\n"
+        "    d.changed({'warned': 'yes'})\n"  # line 11
+    )
+    root = Path(__file__).resolve().parents[2]
+    out, err, status = mypy.api.run(
+        [
+            "--config-file",
+            str(root / "pyproject.toml"),
+            "--cache-dir",
+            str(root / ".mypy_cache"),
+            str(snippet),
+        ]
+    )
+    flagged = {int(line.split(":")[1]) for line in out.splitlines() if ": error:" in line}
+    assert status == 1 and flagged == {7, 8, 9, 10, 11}, out + err
