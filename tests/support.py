@@ -17,8 +17,7 @@ from activities.contract import EventBatch
 from caseloop.client import data_converter
 from caseloop.crypto import Keyring
 from domain.commands import parse_command, parse_open_case
-from domain.decider import decide, evolve, open_case
-from domain.events import Event
+from domain.decider import apply_batch, decide, open_case
 from domain.policy import DEFAULT_POLICY
 from domain.state import CaseState, record
 
@@ -123,18 +122,14 @@ def lifecycle_batches(
     batches: list[EventBatch] = []
     state: CaseState | None = None
     now = start
-    decisions: list[list[Event]] = [open_case(case_id, case, now, DEFAULT_POLICY)]
     for name, body in [(None, None), *LIFECYCLE]:
-        if name is not None:
-            assert state is not None and body is not None
+        if state is None:
+            decided = open_case(case_id, case, now, DEFAULT_POLICY)
+        else:
+            assert name is not None and body is not None
             now += timedelta(minutes=5)
-            decisions.append(decide(state, parse_command(name, body), now, DEFAULT_POLICY))
-        events = []
-        for event in decisions[-1]:
-            event = event.model_copy(update={"seq": (state.version if state else 0) + 1})
-            state = evolve(state, event)
-            events.append(event)
-        assert state is not None
+            decided = decide(state, parse_command(name, body), now, DEFAULT_POLICY)
+        state, events = apply_batch(state, decided)
         batches.append(
             EventBatch(
                 case_id=case_id,

@@ -11,7 +11,7 @@ import pytest
 from caseloop import demo
 from caseloop.stack import EXAMPLE_TALK_DAYS
 from domain.commands import parse_command, parse_open_case
-from domain.decider import decide, evolve, open_case
+from domain.decider import apply_batch, decide, open_case
 from domain.model import HandlingClass, Level, Step
 from domain.policy import DEFAULT_POLICY, Clock
 from domain.state import CaseState
@@ -25,17 +25,12 @@ def play(case: demo.DemoCase) -> tuple[CaseState, CaseState | None]:
     payload = demo.report(case.ticket, case.title, case.category, case.description, case.categories)
     opened = parse_open_case(payload)
     case_id = f"case-{opened.source.value}-{opened.source_ref}"
-    state: CaseState | None = None
-    for event in open_case(case_id, opened, START, DEFAULT_POLICY):
-        state = evolve(state, event.model_copy(update={"seq": 1}))
-    assert state is not None
+    state, _ = apply_batch(None, open_case(case_id, opened, START, DEFAULT_POLICY))
     before = None
     for index, (name, body) in enumerate(case.commands, start=1):
         before = state
         now = START + timedelta(minutes=index)
-        events = decide(state, parse_command(name, body), now, DEFAULT_POLICY)
-        for seq, event in enumerate(events, start=state.version + 1):
-            state = evolve(state, event.model_copy(update={"seq": seq}))
+        state, _ = apply_batch(state, decide(state, parse_command(name, body), now, DEFAULT_POLICY))
     return state, before
 
 

@@ -26,7 +26,7 @@ from domain.commands import (
     parse_command,
     parse_open_case,
 )
-from domain.decider import decide, evolve, open_case
+from domain.decider import apply_batch, decide, open_case
 from domain.errors import DomainError
 from domain.events import Event
 from domain.model import Frozen
@@ -258,14 +258,7 @@ class CaseWorkflow:
         """Number the events, append them to the event store, then move the state on.
         Called with the lock held."""
         before = self._state
-        state = before
-        stamped: list[Event] = []
-        for offset, event in enumerate(events, start=1):
-            seq = (before.version if before else 0) + offset
-            event = event.model_copy(update={"seq": seq, "command_id": command_id})
-            state = evolve(state, event)
-            stamped.append(event)
-        assert state is not None
+        state, stamped = apply_batch(before, events, command_id)
         batch = EventBatch(
             case_id=state.case_id,
             run_id=workflow.info().run_id,

@@ -24,7 +24,7 @@ from domain.commands import (
     RecordRevisit,
     ReportResolution,
 )
-from domain.decider import decide, evolve, expected_case_id, open_case
+from domain.decider import apply_batch, decide, expected_case_id, open_case
 from domain.events import Event
 from domain.model import Actor, HandlingClass, Level, Role, Satisfaction, Severity, Step
 from domain.policy import DEFAULT_POLICY, DeadlinePolicy
@@ -85,11 +85,6 @@ class Actors:
 ACTORS = Actors()
 
 
-def stamp(events: list[Event], after: int) -> list[Event]:
-    """Number events as the workflow does: state.version + 1, + 2, …"""
-    return [e.model_copy(update={"seq": after + i}) for i, e in enumerate(events, start=1)]
-
-
 def run(
     state: CaseState,
     command: Command | CheckDeadlines,
@@ -97,10 +92,7 @@ def run(
     policy: DeadlinePolicy = DEFAULT_POLICY,
 ) -> tuple[CaseState, list[Event]]:
     """Decide, number the events, fold them in: the workflow's step, without the workflow."""
-    events = stamp(decide(state, command, now, policy), state.version)
-    for event in events:
-        state = evolve(state, event)
-    return state, events
+    return apply_batch(state, decide(state, command, now, policy))
 
 
 @dataclass
@@ -201,8 +193,7 @@ def new_story(
 ) -> Story:
     opened_case = make_open_case(**case)
     case_id = expected_case_id(opened_case) or f"case-{opened_case.source.value}-5f0c2a9e"
-    opened = stamp(open_case(case_id, opened_case, T0, policy), 0)
-    state = evolve(None, opened[0])
+    state, opened = apply_batch(None, open_case(case_id, opened_case, T0, policy))
     return Story(
         state=state,
         events=list(opened),

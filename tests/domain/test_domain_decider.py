@@ -30,7 +30,7 @@ from domain.commands import (
     Withdraw,
     parse_open_case,
 )
-from domain.decider import decide, evolve, expected_case_id, open_case
+from domain.decider import apply_batch, decide, expected_case_id, open_case
 from domain.errors import DomainError
 from domain.events import (
     CaseArchived,
@@ -97,7 +97,7 @@ def test_open_case(t0: datetime, open_payload_of: Callable[..., dict[str, object
     assert event.case == case
     assert event.policy_version == "7135-2026.2"
     assert event.occurred_at == t0 and event.actor is None
-    state = evolve(None, event.model_copy(update={"seq": 1}))
+    state, _ = apply_batch(None, [event])
     assert state.case_id == "case-hotline_12345-T-0001"
     assert state.version == 1
     assert state.step is Step.COLLECT
