@@ -7,6 +7,7 @@ FlagColor = 'red'`. Personal data never goes here: search attributes are not enc
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import StrEnum
 from typing import Any
 
 from temporalio.common import (
@@ -17,64 +18,51 @@ from temporalio.common import (
 
 from domain.state import CaseState
 
-CASE_STEP = SearchAttributeKey.for_keyword("CaseStep")
-CASE_LEVEL = SearchAttributeKey.for_keyword("CaseLevel")
-CASE_CATEGORY = SearchAttributeKey.for_keyword("CaseCategory")
-CASE_SEVERITY = SearchAttributeKey.for_keyword("CaseSeverity")
-HANDLING_CLASS = SearchAttributeKey.for_keyword("HandlingClass")
-ASSIGNEE = SearchAttributeKey.for_keyword("Assignee")
-FLAG_COLOR = SearchAttributeKey.for_keyword("FlagColor")
-CASE_SOURCE = SearchAttributeKey.for_keyword("CaseSource")
-CASE_ORGS = SearchAttributeKey.for_keyword_list("CaseOrgs")
-REOPEN_COUNT = SearchAttributeKey.for_int("ReopenCount")
-ESCALATION_COUNT = SearchAttributeKey.for_int("EscalationCount")
-DUE_AT = SearchAttributeKey.for_datetime("DueAt")
+# Each search attribute with what it shows of a case (None: unset), in one table: the
+# keys the worker registers and the updates the workflow makes both follow it.
+_SHOWN: list[tuple[SearchAttributeKey[Any], Callable[[CaseState], Any]]] = []
 
-ALL_KEYS: tuple[SearchAttributeKey[Any], ...] = (
-    CASE_STEP,
-    CASE_LEVEL,
-    CASE_CATEGORY,
-    CASE_SEVERITY,
-    HANDLING_CLASS,
-    ASSIGNEE,
-    FLAG_COLOR,
-    CASE_SOURCE,
-    CASE_ORGS,
-    REOPEN_COUNT,
-    ESCALATION_COUNT,
-    DUE_AT,
+
+def _shows(
+    key: SearchAttributeKey[SearchAttributeValueType],
+    value: Callable[[CaseState], SearchAttributeValueType | None],
+) -> SearchAttributeKey[SearchAttributeValueType]:
+    _SHOWN.append((key, value))
+    return key
+
+
+def _value(enum: StrEnum | None) -> str | None:
+    return None if enum is None else enum.value
+
+
+CASE_STEP = _shows(SearchAttributeKey.for_keyword("CaseStep"), lambda s: s.step.value)
+CASE_LEVEL = _shows(SearchAttributeKey.for_keyword("CaseLevel"), lambda s: _value(s.level))
+CASE_CATEGORY = _shows(SearchAttributeKey.for_keyword("CaseCategory"), lambda s: s.case.category)
+CASE_SEVERITY = _shows(SearchAttributeKey.for_keyword("CaseSeverity"), lambda s: _value(s.severity))
+HANDLING_CLASS = _shows(
+    SearchAttributeKey.for_keyword("HandlingClass"), lambda s: _value(s.handling_class)
 )
+ASSIGNEE = _shows(SearchAttributeKey.for_keyword("Assignee"), lambda s: s.assignee)
+FLAG_COLOR = _shows(SearchAttributeKey.for_keyword("FlagColor"), lambda s: s.flag.value)
+CASE_SOURCE = _shows(SearchAttributeKey.for_keyword("CaseSource"), lambda s: s.case.source.value)
+CASE_ORGS = _shows(SearchAttributeKey.for_keyword_list("CaseOrgs"), lambda s: s.orgs)
+REOPEN_COUNT = _shows(SearchAttributeKey.for_int("ReopenCount"), lambda s: s.reopen_count)
+ESCALATION_COUNT = _shows(
+    SearchAttributeKey.for_int("EscalationCount"), lambda s: s.escalation_count
+)
+DUE_AT = _shows(SearchAttributeKey.for_datetime("DueAt"), lambda s: s.due_at)
 
-
-def _value(enum: Any) -> str | None:
-    return None if enum is None else str(enum.value)
+ALL_KEYS: tuple[SearchAttributeKey[Any], ...] = tuple(key for key, _ in _SHOWN)
 
 
 def search_updates(state: CaseState, before: CaseState | None) -> list[SearchAttributeUpdate[Any]]:
     """The search attribute changes from `before` (None: a new case) to `state`."""
     updates: list[SearchAttributeUpdate[Any]] = []
-
-    def put(
-        key: SearchAttributeKey[SearchAttributeValueType],
-        get: Callable[[CaseState], SearchAttributeValueType | None],
-    ) -> None:
-        value = get(state)
+    for key, shown in _SHOWN:
+        value = shown(state)
         if before is None:
             if value is not None:
                 updates.append(key.value_set(value))
-        elif get(before) != value:
+        elif shown(before) != value:
             updates.append(key.value_set(value) if value is not None else key.value_unset())
-
-    put(CASE_STEP, lambda s: s.step.value)
-    put(CASE_LEVEL, lambda s: _value(s.level))
-    put(CASE_CATEGORY, lambda s: s.case.category)
-    put(CASE_SEVERITY, lambda s: _value(s.severity))
-    put(HANDLING_CLASS, lambda s: _value(s.handling_class))
-    put(ASSIGNEE, lambda s: s.assignee)
-    put(FLAG_COLOR, lambda s: s.flag.value)
-    put(CASE_SOURCE, lambda s: s.case.source.value)
-    put(CASE_ORGS, lambda s: s.orgs)
-    put(REOPEN_COUNT, lambda s: s.reopen_count)
-    put(ESCALATION_COUNT, lambda s: s.escalation_count)
-    put(DUE_AT, lambda s: s.due_at)
     return updates
