@@ -2,8 +2,9 @@
 
 Starts PostgreSQL (embedded, unless DATABASE_URL is set), the Temporal dev server with
 its Web UI (state kept in a file, so a restart keeps the cases), the worker, and a few
-demo cases; prints where to look; Ctrl-C stops everything. Everything it keeps lives in
-the data directory (`.data/`, or CASELOOP_DATA).
+demo cases; prints where to look and which deadline policy runs; Ctrl-C or SIGTERM stops
+everything (SIGTERM where SIGINT is ignored: a job started with `&` from a script).
+Everything it keeps lives in the data directory (`.data/`, or CASELOOP_DATA).
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from caseloop import demo
 from caseloop.client import CaseClient
@@ -38,6 +40,21 @@ EXAMPLE_TALK_DAYS = ROOT / "examples" / "talk-days.json"
 
 def say(message: str) -> None:
     print(f"[make run] {message}", flush=True)
+
+
+def how_to_stop() -> str:
+    """Ctrl-C, and SIGTERM to this process; when SIGINT is ignored here (a job started
+    with `&` from a script or a non-interactive shell), Ctrl-C cannot stop it: say so."""
+    term = f"kill {os.getpid()}  (SIGTERM)"
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        return f"{term}; SIGINT (Ctrl-C) is ignored by this process, as in a job started with &"
+    return f"Ctrl-C, or {term}"
+
+
+def policy_banner(settings: Settings) -> str:
+    """The deadline policy the worker runs: its version and where it comes from."""
+    source = "built-in" if settings.policy_file is None else f"CASE_POLICY {settings.policy_file}"
+    return f"{settings.policy().version} ({source})"
 
 
 def port_free(port: int) -> bool:
@@ -192,10 +209,10 @@ async def main_async(data: Path) -> None:
     settings = Settings.from_env(
         {**os.environ, **crypto_env, "TEMPORAL_ADDRESS": f"localhost:{GRPC_PORT}"}
     )
-    # SIGTERM (a service manager, `kill`) stops everything as cleanly as Ctrl-C does
-    main_task = asyncio.current_task()
-    assert main_task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
+    policy = policy_banner(settings)  # a bad CASE_POLICY stops here, before anything starts
+    say(f"deadline policy: {policy}")
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        say(f"stop: {how_to_stop()}")
     database_url, pg = start_postgres(data)
     temporal = start_temporal(data)
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
@@ -231,6 +248,7 @@ async def main_async(data: Path) -> None:
   Temporal UI:  http://localhost:{UI_PORT}/namespaces/default/workflows
                 (filter e.g.  CaseOrgs = '{demo.STREET}' AND CaseStep = 'resolve')
   Temporal:     localhost:{GRPC_PORT}     PostgreSQL: {database_url}
+  Policy:       {policy}
   Open a case:  .venv/bin/python -m caseloop.demo open "路灯不亮"
                 (or with the temporal CLI: see README, "A five-minute tour")
   Encryption:   payloads are encrypted (keys in {data}/encryption-keys); the UI decodes
@@ -238,7 +256,8 @@ async def main_async(data: Path) -> None:
                 export TEMPORAL_CODEC_ENDPOINT=http://localhost:{CODEC_PORT}
                 export TEMPORAL_CODEC_AUTH="Bearer $(cat {data}/codec-token)"
   casectl:      .venv/bin/casectl list --flag red     (operators and auditors; see README)
-  Stop:         Ctrl-C  (cases, timers and the database are kept in {data})
+  Stop:         {how_to_stop()}
+                (cases, timers and the database are kept in {data})
 """,
             flush=True,
         )
@@ -257,12 +276,26 @@ async def main_async(data: Path) -> None:
             say("PostgreSQL stopped")
 
 
+def run_until_stopped(work: Coroutine[Any, Any, None]) -> None:
+    """Runs `work` until it ends or the process is told to stop: Ctrl-C (SIGINT) or SIGTERM
+    (`kill`, a service manager, a script whose SIGINT is ignored) cancels it, so its
+    cleanup runs, and returns."""
+
+    async def cancellable() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        await work
+
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
+        asyncio.run(cancellable())
+
+
 def main() -> None:
     data = data_dir()
     data.mkdir(parents=True, exist_ok=True)
     try:
-        with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
-            asyncio.run(main_async(data))
+        run_until_stopped(main_async(data))
     except SettingsError as exc:
         sys.exit(f"[make run] {exc}")
 
