@@ -37,7 +37,7 @@ from domain.commands import COMMANDS, parse_command, parse_open_case
 from domain.errors import DomainError, validation_message
 from domain.events import EVENT_LIST, CaseOpened, Event, EventBase
 from domain.model import Flag, HandlingClass, Level, Role, Severity, Source, Step
-from domain.policy import Deadline, DeadlinePolicy, format_duration
+from domain.policy import Deadline, DeadlinePolicy, format_duration, format_local
 from domain.state import CaseState, CaseSummary
 from workflows.search import (
     ASSIGNEE,
@@ -59,8 +59,6 @@ out = Console(
     highlight=False, markup=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160
 )
 err = Console(stderr=True, highlight=False, markup=False)
-
-_LOCAL = "%Y-%m-%d %H:%M"
 
 
 def register(cli: click.Group) -> None:
@@ -96,7 +94,7 @@ def _json(text: str, source: str) -> Any:
 
 
 def _local(policy: DeadlinePolicy, at: datetime) -> str:
-    return policy.local(at).strftime(_LOCAL)
+    return format_local(at, policy.timezone)
 
 
 def _left(due: datetime, now: datetime) -> str:

@@ -179,13 +179,6 @@ class Location(Frozen):
     address: Text | None = None  # personal data when it names a household
     coordinates: Coordinates | None = None
 
-    def org_at(self, level: Level) -> str:
-        return {
-            Level.COMMUNITY: self.community_id,
-            Level.STREET: self.street_id,
-            Level.DISTRICT: self.district_id,
-        }[level]
-
     @property
     def orgs(self) -> list[str]:
         return [self.grid_id, self.community_id, self.street_id, self.district_id]

@@ -252,6 +252,11 @@ def format_duration(value: timedelta) -> str:
     return " ".join(parts) or f"{seconds} seconds"
 
 
+def format_local(at: datetime, timezone: str) -> str:
+    """`at` as people read it: the office's local time, to the minute (2026-11-24 09:30)."""
+    return at.astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M")
+
+
 DEFAULT_POLICY = DeadlinePolicy(
     version="7135-2026.2",
     # a weekly talk day is at most a week away; the agenda sets the exact day

@@ -17,7 +17,6 @@ from typing import Any
 from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
 
 from activities.agenda_contract import (
     COLLECT_AGENDA,
@@ -31,9 +30,7 @@ from activities.agenda_contract import (
 )
 from domain.errors import validation_message
 from domain.talkdays import TalkDayRule, Weekday, next_talk_day
-
-# Error type of a start input that is not an AgendaRequest.
-INVALID_INPUT = "InvalidAgendaInput"
+from workflows.errors import INVALID_AGENDA_INPUT, failure
 
 _COLLECT_TIMEOUT = timedelta(seconds=30)
 # one update per case, each given UPDATE_TIMEOUT (30 s) in activities/agenda.py;
@@ -55,10 +52,8 @@ class TalkDayAgenda:
         try:
             request = AgendaRequest.model_validate(payload)
         except ValidationError as exc:
-            raise ApplicationError(
-                validation_message("TalkDayAgenda input", exc),
-                type=INVALID_INPUT,
-                non_retryable=True,
+            raise failure(
+                validation_message("TalkDayAgenda input", exc), INVALID_AGENDA_INPUT
             ) from None
         rule = request.rule
         talk_day = next_talk_day(rule, workflow.now(), request.timezone)

@@ -32,7 +32,7 @@ from domain.events import Event
 from domain.model import Frozen
 from domain.policy import DeadlinePolicy
 from domain.state import CaseRecord, CaseState, CaseSummary, record, summary
-from workflows.department import CLOCK_SIGNAL, ClockDue, follow_departments
+from workflows.department import CLOCK_SIGNAL, MIN_TIMER, ClockDue, follow_departments
 from workflows.details import details, timer_summary
 from workflows.errors import (
     CASE_OPENING,
@@ -52,7 +52,6 @@ _RECORD_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=1),
     non_retryable_error_types=[CHAIN_CONFLICT],
 )
-_MIN_TIMER = timedelta(seconds=1)
 # Updates handled by one run before it continues as new: well under the server's limit
 # of 2,000 per run (the history-length limit is watched by the server's suggestion).
 UPDATES_PER_RUN = 1000
@@ -188,7 +187,7 @@ class CaseWorkflow:
         summary_text = None
         if wake is not None:
             at, clock = wake
-            timeout = max(at - workflow.now(), _MIN_TIMER)
+            timeout = max(at - workflow.now(), MIN_TIMER)
             summary_text = timer_summary(at, clock, self._policy_)
         version = state.version
         try:

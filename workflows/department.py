@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 from temporalio import workflow
@@ -26,7 +25,7 @@ from temporalio.workflow import ParentClosePolicy
 from domain.errors import validation_message
 from domain.events import CaseArchived, DepartmentReported, DepartmentsSummoned, Event
 from domain.model import Flag, Frozen, OrgId
-from domain.policy import Deadline
+from domain.policy import Deadline, format_local
 from domain.state import CaseState
 from workflows.errors import INVALID_CASE_INPUT, failure
 from workflows.search import ASSIGNEE, CASE_ORGS, CASE_STEP, DUE_AT, FLAG_COLOR
@@ -34,7 +33,8 @@ from workflows.search import ASSIGNEE, CASE_ORGS, CASE_STEP, DUE_AT, FLAG_COLOR
 WORKFLOW_TYPE = "DepartmentTask"
 CLOCK_SIGNAL = "department_clock"  # task -> case: this department's clock needs attention
 REPORTED_SIGNAL = "reported"  # case -> task: the department has reported
-_MIN_TIMER = timedelta(seconds=1)
+# the shortest timer a case or a department task waits on (a clock already due included)
+MIN_TIMER = timedelta(seconds=1)
 # summoned departments with clocks get a DepartmentTask child workflow each
 PATCH_DEPARTMENT_TASKS = "department-tasks"
 
@@ -113,9 +113,9 @@ class DepartmentTaskWorkflow:
             try:
                 await workflow.wait_condition(
                     lambda: self._reported_at is not None,
-                    timeout=max(at - workflow.now(), _MIN_TIMER),
+                    timeout=max(at - workflow.now(), MIN_TIMER),
                     timeout_summary=f"{'warning before ' if warn else ''}deadline of department "
-                    f"{task.department}, due {self._local(deadline.due_at, task.timezone)}",
+                    f"{task.department}, due {format_local(deadline.due_at, task.timezone)}",
                 )
             except TimeoutError:
                 if warn:
@@ -145,10 +145,6 @@ class DepartmentTaskWorkflow:
         except Exception:
             # the case has ended (archived): nothing is waiting for this part any more
             workflow.logger.info("case gone; department clock not delivered")
-
-    @staticmethod
-    def _local(at: datetime, timezone: str) -> str:
-        return at.astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M")
 
     @workflow.signal(name=REPORTED_SIGNAL)
     def reported(self, payload: Any) -> None:

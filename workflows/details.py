@@ -6,13 +6,13 @@ from __future__ import annotations
 from datetime import datetime
 
 from domain.model import Step
-from domain.policy import Deadline, DeadlinePolicy, format_duration
+from domain.policy import Deadline, DeadlinePolicy, format_duration, format_local
 from domain.state import CaseState
 
 
 def timer_summary(at: datetime, deadline: Deadline, policy: DeadlinePolicy) -> str:
     """What a timer waits for, as the UI shows it on the timer (local office time)."""
-    due = policy.local(deadline.due_at).strftime("%Y-%m-%d %H:%M")
+    due = format_local(deadline.due_at, policy.timezone)
     if deadline.breached:
         return f"reminder: deadline {deadline.label}, overdue since {due}"
     if at < deadline.due_at:
@@ -25,7 +25,7 @@ def details(state: CaseState, policy: DeadlinePolicy) -> str:
     the policy's timezone (the office's local time)."""
 
     def local(at: datetime) -> str:
-        return policy.local(at).strftime("%Y-%m-%d %H:%M")
+        return format_local(at, policy.timezone)
 
     lines = [
         f"**{state.case.title}**",
