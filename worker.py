@@ -1,30 +1,23 @@
 """The worker: settings, logging, the pool, migrations, search attributes, the Worker.
 
-    DATABASE_URL=postgresql://… python worker.py [--processes N]
+    DATABASE_URL=postgresql://… python worker.py
 
 Stops gracefully on SIGTERM or SIGINT: running activities finish, then it exits.
 
-One Python process runs its workflow code under one GIL, so it uses about one core.
-`--processes N` (default: `CASE_WORKER_PROCESSES`, else 1) runs N worker processes on the
-same task queue: the parent applies the migrations and registers the search attributes
-once, starts N children (each a full Worker with its own pool) and logs their pids,
-passes SIGTERM/SIGINT on to them and exits 0 once they have all stopped cleanly. If a
-child dies on its own, the parent stops the others and exits 1, so the service manager
-restarts the lot. A child stops when its parent dies, even by SIGKILL (Linux). About one
-process per core the worker may use; beyond one machine, run more machines.
+One worker is one process, and its workflow code runs under one GIL: about one core.
+For more, run more copies on the same task queue (compose replicas, a Deployment's
+replicas, systemd instances: deploy/README.md); each applies the migrations and
+registers the search attributes idempotently at its start.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import ctypes
 import os
 import signal
 import sys
 from datetime import date, timedelta
-from pathlib import Path
 
 import asyncpg
 import structlog
@@ -56,9 +49,6 @@ from workflows.search import ALL_KEYS
 log = structlog.get_logger("worker")
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=10)
-# How long the parent waits for its children to stop before it kills them.
-_CHILDREN_STOP_TIMEOUT = GRACEFUL_SHUTDOWN.total_seconds() + 20
-_SCRIPT = str(Path(__file__).resolve())
 
 
 async def register_search_attributes(client: Client, namespace: str) -> list[str]:
@@ -148,15 +138,14 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
-async def run(settings: Settings, *, prepared: bool = False) -> None:
-    """One worker process. `prepared`: the parent has applied the migrations and
-    registered the search attributes already."""
+async def run(settings: Settings) -> None:
+    """The worker process: prepare, serve until SIGTERM or SIGINT, stop gracefully."""
     database_url = _database_url(settings)
     policy = settings.policy()
     client = await connect(settings)
     pool = await create_pool(database_url)
     try:
-        done = {} if prepared else await prepare(client, pool, settings)
+        done = await prepare(client, pool, settings)
         log.info(
             "worker starting",
             task_queue=settings.task_queue,
@@ -191,128 +180,18 @@ async def run(settings: Settings, *, prepared: bool = False) -> None:
     log.info("worker stopped")
 
 
-async def supervise(settings: Settings, processes: int) -> int:
-    """The parent of `processes` worker processes; returns the exit code."""
-    database_url = _database_url(settings)
-    settings.policy()  # a bad CASE_POLICY stops the parent, not N children
-    client = await connect(settings)
-    pool = await create_pool(database_url, min_size=1, max_size=1)
-    try:
-        done = await prepare(client, pool, settings)
-    finally:
-        await pool.close()
-    log.info(
-        "worker processes starting",
-        processes=processes,
-        task_queue=settings.task_queue,
-        pid=os.getpid(),
-        **done,
-    )
-    stop = asyncio.Event()
-    _stop_on_signals(stop)
-    children: list[asyncio.subprocess.Process] = []
-    for index in range(processes):
-        child = await asyncio.create_subprocess_exec(
-            sys.executable,
-            _SCRIPT,
-            "--child",
-            str(index),
-            "--parent",
-            str(os.getpid()),
-        )
-        children.append(child)
-        log.info("worker process started", index=index, pid=child.pid)
-    exits = {asyncio.ensure_future(c.wait()): (i, c) for i, c in enumerate(children)}
-    stopping = asyncio.ensure_future(stop.wait())
-    finished, _ = await asyncio.wait([*exits, stopping], return_when=asyncio.FIRST_COMPLETED)
-    failed = not stop.is_set()
-    if failed:
-        for task in finished:
-            index, child = exits[task]
-            log.error(
-                "worker process exited unexpectedly",
-                index=index,
-                pid=child.pid,
-                exit_code=child.returncode,
-            )
-    log.info("worker processes stopping")
-    for child in children:
-        if child.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                child.send_signal(signal.SIGTERM)
-    try:
-        await asyncio.wait_for(asyncio.gather(*exits), _CHILDREN_STOP_TIMEOUT)
-    except TimeoutError:
-        for child in children:
-            if child.returncode is None:
-                log.error("worker process did not stop: killed", pid=child.pid)
-                with contextlib.suppress(ProcessLookupError):
-                    child.kill()
-        await asyncio.gather(*exits)
-        failed = True
-    stopping.cancel()
-    codes = {c.pid: c.returncode for c in children}
-    failed = failed or any(code != 0 for code in codes.values())
-    log.info("worker processes stopped", exit_codes=codes)
-    return 1 if failed else 0
-
-
-def _stop_with_parent(parent: int | None) -> None:
-    """A child is sent SIGTERM when its parent dies, even by SIGKILL (Linux)."""
-    if sys.platform == "linux":
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-    if parent is not None and os.getppid() != parent:  # it died before we asked
-        sys.exit(f"worker: parent process {parent} is gone")
-
-
-def _processes(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {value!r}")
-    return n
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="worker.py", description="The case worker (configured by the environment)."
-    )
-    parser.add_argument(
-        "--processes",
-        type=_processes,
-        default=None,
-        help="worker processes on the task queue (default: CASE_WORKER_PROCESSES, else 1)",
-    )
-    # set by the parent on the children it starts
-    parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--parent", type=int, default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.processes is None:
-        value = os.environ.get("CASE_WORKER_PROCESSES") or "1"
-        try:
-            args.processes = _processes(value)
-        except argparse.ArgumentTypeError as exc:
-            raise SettingsError(f"CASE_WORKER_PROCESSES: {exc}") from None
-    return args
-
-
 def main(argv: list[str] | None = None) -> None:
+    # no options (an unknown one is refused): the environment configures the worker
+    argparse.ArgumentParser(
+        prog="worker.py", description="The case worker (configured by the environment)."
+    ).parse_args(argv)
     try:
         settings = Settings.from_env()
-        args = parse_args(argv)
     except SettingsError as exc:
         sys.exit(f"worker: {exc}")
     logs.configure(settings.log_level, settings.log_format)
-    if args.child is not None:
-        _stop_with_parent(args.parent)
-        structlog.contextvars.bind_contextvars(worker_process=args.child, pid=os.getpid())
     try:
-        if args.child is None and args.processes > 1:
-            sys.exit(asyncio.run(supervise(settings, args.processes)))
-        asyncio.run(run(settings, prepared=args.child is not None))
+        asyncio.run(run(settings))
         # Stopped cleanly: leave without interpreter finalization, which the Temporal
         # bridge's threads can abort ("PyGILState_Release", exit -6 after "worker stopped",
         # once in six SIGTERM stops; temporalio/sdk-python#300), as casectl does.

@@ -15,8 +15,9 @@ next update (bare.py). All are started and driven the same way: `concurrency` cl
 each taking the next case and driving it to its end (start, seven updates one after
 another, result).
 
-The workers run in their own processes, as in production: `worker.py --processes N` for the
-case, N `bare.py` processes for bare; the driving client (this process) does its own
+The workers run in their own processes, as in production: `--processes N` starts N copies
+of `worker.py` on the run's task queue for the case, N `bare.py` processes for bare; the
+driving client (this process) does its own
 encryption and would otherwise take the GIL from the worker it measures. Each run gets a
 fresh worker on its own task queue and a warm-up of a few cases before it is measured.
 
@@ -206,10 +207,8 @@ async def start_workers(
     kind: str, processes: int, env: dict[str, str], log: Path, tmp: Path
 ) -> Workers:
     out = log.open("ab")
-    if kind == "case":
-        argv = [[sys.executable, str(ROOT / "worker.py"), "--processes", str(processes)]]
-    else:
-        argv = [[sys.executable, str(HERE / "bare.py")]] * processes
+    script = ROOT / "worker.py" if kind == "case" else HERE / "bare.py"
+    argv = [[sys.executable, str(script)]] * processes
     procs = [
         await asyncio.create_subprocess_exec(
             *a, env=env, stdout=out, stderr=asyncio.subprocess.STDOUT, cwd=tmp
@@ -463,7 +462,9 @@ if __name__ == "__main__":
         action="append",
         help="cases driven at once (repeatable; default 5 and 50)",
     )
-    parser.add_argument("--processes", type=int, default=1, help="worker processes")
+    parser.add_argument(
+        "--processes", type=int, default=1, help="worker processes (copies) on the task queue"
+    )
     parser.add_argument("--server-db", choices=["memory", "file"], default="memory")
     parser.add_argument(
         "--kinds",

@@ -25,9 +25,9 @@ def configure(level: str = "info", fmt: str = "json") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        # one write per line, newline included: the processes of `worker.py --processes N`
-        # share one stdout, and a line written in two parts (unbuffered output writes
-        # print()'s newline apart) could be split by another process's line
+        # one write per line, newline included: where processes share one stdout (the
+        # workers of a test or a benchmark), a line written in two parts (unbuffered
+        # output writes print()'s newline apart) could be split by another process's line
         logger_factory=structlog.WriteLoggerFactory(),
         cache_logger_on_first_use=True,
     )

@@ -11,10 +11,9 @@ command line:
   event loop serves requests without holding the token.
 - worker (`-m worker` or `worker.py`): the process must hold an ESTABLISHED TCP connection to
   the port of TEMPORAL_ADDRESS (the SDK keeps its gRPC connection open and long-polls on
-  it). When it runs worker processes of its own (`--processes N`: children started with
-  `--child`), each child must. "Not connected" also happens when Temporal itself is down,
-  so use this as a readiness signal, not as a reason to restart the worker (see
-  deploy/README.md).
+  it). One worker per container: more workers are more containers. "Not connected" also
+  happens when Temporal itself is down, so use this as a readiness signal, not as a reason
+  to restart the worker (see deploy/README.md).
 """
 
 from __future__ import annotations
@@ -84,37 +83,12 @@ def established_to(pid: str, port: int) -> bool:
     return False
 
 
-def worker_children(pid: str) -> list[str]:
-    """Pids of the worker processes `pid` started (`--child`), if any."""
-    children = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            ppid = stat.rsplit(")", 1)[1].split()[1]
-            if ppid == pid and "--child" in cmdline(entry.name):
-                children.append(entry.name)
-        except (OSError, IndexError):
-            continue
-    return sorted(children, key=int)
-
-
 def worker_ok(pid: str) -> tuple[bool, str]:
     address = os.environ.get("TEMPORAL_ADDRESS") or "localhost:7233"
     try:
         port = int(address.rsplit(":", 1)[1])
     except (IndexError, ValueError):
         return False, f"TEMPORAL_ADDRESS {address!r} has no port"
-    children = worker_children(pid)
-    if children:
-        idle = [child for child in children if not established_to(child, port)]
-        if idle:
-            return False, (
-                f"worker processes {idle} of {children} have no established "
-                f"connection to Temporal port {port}"
-            )
-        return True, f"{len(children)} worker processes connected to Temporal (port {port})"
     if established_to(pid, port):
         return True, f"worker connected to Temporal (port {port})"
     return False, f"worker has no established connection to Temporal port {port}"

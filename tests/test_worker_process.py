@@ -58,3 +58,13 @@ async def test_worker_without_database_url_says_so() -> None:
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 1
     assert "DATABASE_URL" in err.decode()
+
+
+async def test_worker_takes_no_options() -> None:
+    """Several copies are the service manager's to run (deploy/README.md), not an option."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "worker.py"), "--processes", "2", stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 2
+    assert "unrecognized arguments: --processes 2" in err.decode()
