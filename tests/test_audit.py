@@ -339,7 +339,7 @@ def test_compare_reads_sealed_rows_and_rows_from_before_sealing() -> None:
 
     from caseloop.audit import compare
     from domain.commands import parse_open_case
-    from domain.decider import open_case
+    from domain.decider import apply_batch, open_case
     from domain.policy import DEFAULT_POLICY
     from support import KEYRING
 
@@ -347,7 +347,7 @@ def test_compare_reads_sealed_rows_and_rows_from_before_sealing() -> None:
     opened = open_case(
         case_id, parse_open_case(report("compare-1")), datetime.now(UTC), DEFAULT_POLICY
     )
-    events = [e.model_copy(update={"seq": i}) for i, e in enumerate(opened, start=1)]
+    _, events = apply_batch(None, opened)
     sealed = _rows(case_id, events, KEYRING)
     assert "13800000000" not in json.dumps(sealed)
     assert compare(case_id, events, sealed, KEYRING, complete=True) is None

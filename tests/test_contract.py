@@ -11,7 +11,7 @@ import pytest
 from caseloop.schemas import drift
 from caseloop.settings import Settings, SettingsError
 from domain.commands import parse_open_case
-from domain.decider import fold, open_case
+from domain.decider import apply_batch, open_case
 from domain.model import Flag, Level, Severity
 from domain.policy import DEFAULT_POLICY, Clock
 from support import report
@@ -95,10 +95,7 @@ def test_policy_file_is_validated(tmp_path: Path) -> None:
 def test_search_attributes_change_only_when_the_case_does() -> None:
     case = parse_open_case(report("T1"))
     now = datetime.fromisoformat("2026-11-23T09:30:00+08:00")
-    state = fold(
-        e.model_copy(update={"seq": 1})
-        for e in open_case("case-hotline_12345-T1", case, now, DEFAULT_POLICY)
-    )
+    state, _ = apply_batch(None, open_case("case-hotline_12345-T1", case, now, DEFAULT_POLICY))
     first = {u.key.name: u.value for u in search_updates(state, None)}
     assert first == {
         "CaseStep": "collect",
@@ -125,10 +122,7 @@ def test_example_fast_policy_loads() -> None:
 def test_details_show_deadlines_in_local_time() -> None:
     case = parse_open_case(report("T2"))
     now = datetime.fromisoformat("2026-11-23T01:30:00+00:00")
-    state = fold(
-        e.model_copy(update={"seq": 1})
-        for e in open_case("case-hotline_12345-T2", case, now, DEFAULT_POLICY)
-    )
+    state, _ = apply_batch(None, open_case("case-hotline_12345-T2", case, now, DEFAULT_POLICY))
     deadline = DEFAULT_POLICY.deadline(Clock.RESOLVE, Level.COMMUNITY, Severity.MAJOR, now)
     text = details(
         state.model_copy(update={"deadlines": {Clock.RESOLVE: deadline}}), DEFAULT_POLICY

@@ -28,7 +28,7 @@ from activities.reports import choose_source, monthly_measures, trend
 from activities.store import GENESIS, append, event_hash
 from casectl.report import to_html
 from domain.commands import CheckDeadlines, parse_command, parse_open_case
-from domain.decider import decide, evolve, open_case
+from domain.decider import apply_batch, decide, open_case
 from domain.events import Event
 from domain.policy import DEFAULT_POLICY
 from domain.ranking import (
@@ -189,12 +189,7 @@ async def red_case_through_the_store(pool: asyncpg.Pool, where: dict[str, str]) 
     async def record_(events: list[Event]) -> CaseState:
         """Number the events, fold them in and append them as the workflow would."""
         nonlocal state
-        numbered = []
-        for i, e in enumerate(events, start=1):
-            numbered.append(e.model_copy(update={"seq": (state.version if state else 0) + 1}))
-            state = evolve(state, numbered[-1])
-            assert i == len(numbered)
-        assert state is not None
+        state, numbered = apply_batch(state, events)
         archived = record(state) if state.archived else None
         batch = EventBatch(
             case_id=case_id, run_id="r", events=numbered, state=state, record=archived

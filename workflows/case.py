@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from temporalio import workflow
@@ -75,6 +75,9 @@ class Continued(Frozen):
     applied: list[str]  # the latest command ids (update ids) applied
 
 
+T = TypeVar("T")
+
+
 def _command_update(name: str) -> Any:
     """The Workflow Update of one command: validator and handler share the decider."""
 
@@ -92,7 +95,16 @@ def _command_update(name: str) -> Any:
     return update
 
 
+def _with_command_updates(cls: type[T]) -> type[T]:
+    """One Workflow Update per command of the public contract (`COMMANDS`), named after
+    it, with the command's docstring as its description."""
+    for name in COMMANDS:
+        setattr(cls, name, _command_update(name))
+    return cls
+
+
 @workflow.defn(name="CaseWorkflow")
+@_with_command_updates
 class CaseWorkflow:
     def __init__(self) -> None:
         self._state: CaseState | None = None
@@ -323,23 +335,3 @@ class CaseWorkflow:
         """The domain events of this run (a case that continued as new starts a run with
         its state, not its events: all of them are in case_events)."""
         return self._events
-
-    # ------------------------------------------------------------------ updates
-    # One Workflow Update per command of the public contract; see `COMMANDS`.
-
-    dispatch = _command_update("dispatch")
-    claim = _command_update("claim")
-    check_in = _command_update("check_in")
-    record_deliberation = _command_update("record_deliberation")
-    schedule_deliberation = _command_update("schedule_deliberation")
-    summon_departments = _command_update("summon_departments")
-    record_department_report = _command_update("record_department_report")
-    report_resolution = _command_update("report_resolution")
-    record_feedback = _command_update("record_feedback")
-    record_revisit = _command_update("record_revisit")
-    request_extension = _command_update("request_extension")
-    decide_extension = _command_update("decide_extension")
-    return_case = _command_update("return_case")
-    add_note = _command_update("add_note")
-    withdraw = _command_update("withdraw")
-    merge_into = _command_update("merge_into")
