@@ -210,9 +210,7 @@ async def main_async(data: Path) -> None:
         {**os.environ, **crypto_env, "TEMPORAL_ADDRESS": f"localhost:{GRPC_PORT}"}
     )
     policy = policy_banner(settings)  # a bad CASE_POLICY stops here, before anything starts
-    say(f"deadline policy: {policy}")
-    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-        say(f"stop: {how_to_stop()}")
+    say(f"deadline policy: {policy}; to stop: {how_to_stop()}")
     database_url, pg = start_postgres(data)
     temporal = start_temporal(data)
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
