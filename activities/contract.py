@@ -27,6 +27,9 @@ class EventBatch(Frozen):
     events: list[Event] = Field(min_length=1)
     state: CaseState
     record: CaseRecord | None = None
+    # the length of the case's history when the batch was decided (recorded by a local
+    # activity); None for batches of regular activities, which the history holds
+    decided_in: int | None = None
 
 
 class Appended(Frozen):

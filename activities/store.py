@@ -140,7 +140,10 @@ async def append(pool: asyncpg.Pool, batch: EventBatch, keyring: Keyring | None 
     """Append a batch of one case's events, then bring `cases` (and `ledger`) up to date.
 
     Refuses a gap and a batch that is not numbered consecutively; a retry of a batch
-    already stored (same hashes) is a no-op; another event under a stored seq is an error.
+    already stored (same hashes) is a no-op; another event under a stored seq is an error,
+    except where the stored events were left by an earlier workflow task of the same run
+    that Temporal never recorded (`_lost_task`): they are moved to superseded_events and
+    the batch takes their place.
     """
     case_id = batch.case_id
     seqs = [e.seq for e in batch.events]
@@ -160,15 +163,19 @@ async def append(pool: asyncpg.Pool, batch: EventBatch, keyring: Keyring | None 
                 f"{case_id}: gap in the event log: stored up to seq {head_seq}, "
                 f"batch starts at {first}"
             )
-        stored = {
-            r["seq"]: r["hash"]
-            for r in await conn.fetch(
-                "SELECT seq, hash FROM case_events WHERE case_id = $1 AND seq >= $2 - 1",
-                case_id,
-                first,
-            )
-        }
+        found = await conn.fetch(
+            "SELECT seq, hash, run_id, decided_in FROM case_events"
+            " WHERE case_id = $1 AND seq >= $2 - 1",
+            case_id,
+            first,
+        )
+        stored = {r["seq"]: r["hash"] for r in found}
         prev = stored.get(first - 1, GENESIS) if first > 1 else GENESIS
+        later: list[Mapping[str, Any]] = [dict(r) for r in found if r["seq"] >= first]
+        if _lost_task(batch, later, stored, prev, keyring):
+            await _supersede(conn, case_id, first, batch.decided_in)
+            stored = {seq: h for seq, h in stored.items() if seq < first}
+            head_seq = first - 1
         rows = []
         for event in batch.events:
             payload = stored_payload(event, case_id, keyring)
@@ -199,14 +206,61 @@ async def append(pool: asyncpg.Pool, batch: EventBatch, keyring: Keyring | None 
         if rows:
             await conn.executemany(
                 """INSERT INTO case_events (case_id, seq, type, payload, occurred_at, run_id,
-                                            command_id, prev_hash, hash)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
-                rows,
+                                            command_id, prev_hash, hash, decided_in)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
+                [(*row, batch.decided_in) for row in rows],
             )
             await _project(conn, batch.state)
             if batch.record is not None:
                 await _ledger(conn, batch.record)
         return Appended(inserted=len(rows), head_seq=max(head_seq, seqs[-1]), head_hash=prev)
+
+
+def _lost_task(
+    batch: EventBatch,
+    later: list[Mapping[str, Any]],
+    stored: Mapping[int, str],
+    prev: str,
+    keyring: Keyring | None,
+) -> bool:
+    """Whether the rows from the batch's first seq on were left by an earlier workflow
+    task of the same run whose completion Temporal never recorded: written by a local
+    activity of this run, decided in a shorter history than this batch, and not this
+    batch itself (a retry of the same batch is a no-op, not a replacement)."""
+    if batch.decided_in is None or not later:
+        return False
+    if any(
+        r["run_id"] != batch.run_id
+        or r["decided_in"] is None
+        or r["decided_in"] >= batch.decided_in
+        for r in later
+    ):
+        return False
+    event = batch.events[0]
+    payload = stored_payload(event, batch.case_id, keyring)
+    digest = event_hash(
+        prev, batch.case_id, event.seq, event.type, str(payload["occurred_at"]), payload
+    )
+    return stored.get(event.seq) != digest
+
+
+async def _supersede(conn: Connection, case_id: str, first: int, by: int | None) -> None:
+    """Move the rows of a lost workflow task (seq `first` on) to superseded_events, and
+    forget what they did to the read model and the ledger (the batch writes it again)."""
+    moved = await conn.execute(
+        """WITH lost AS (DELETE FROM case_events WHERE case_id = $1 AND seq >= $2 RETURNING *)
+           INSERT INTO superseded_events (case_id, seq, type, payload, occurred_at, run_id,
+                                          command_id, prev_hash, hash, recorded_at,
+                                          decided_in, superseded_in)
+           SELECT case_id, seq, type, payload, occurred_at, run_id, command_id, prev_hash,
+                  hash, recorded_at, decided_in, $3 FROM lost""",
+        case_id,
+        first,
+        by,
+    )
+    await conn.execute("DELETE FROM ledger WHERE case_id = $1", case_id)
+    await conn.execute("UPDATE cases SET version = $2 - 1 WHERE case_id = $1", case_id, first)
+    log.warning("events of a lost workflow task superseded", first_seq=first, moved=moved)
 
 
 def _public_state(state: CaseState) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from temporalio.worker import (
     Interceptor,
     Replayer,
     StartActivityInput,
+    StartLocalActivityInput,
     UnsandboxedWorkflowRunner,
     WorkflowInboundInterceptor,
     WorkflowInterceptorClassInput,
@@ -107,6 +108,11 @@ class _Outbound(WorkflowOutboundInterceptor):
         if input.activity == RECORD_EVENTS and input.args:
             _captured[workflow.info().workflow_id].append(input.args[0])
         return super().start_activity(input)
+
+    def start_local_activity(self, input: StartLocalActivityInput) -> workflow.ActivityHandle[Any]:
+        if input.activity == RECORD_EVENTS and input.args:
+            _captured[workflow.info().workflow_id].append(input.args[0])
+        return super().start_local_activity(input)
 
 
 @dataclass

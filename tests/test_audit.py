@@ -37,7 +37,7 @@ async def can_env() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_log_level="error",
         dev_server_extra_args=[
             "--dynamic-config-value",
-            "limit.historyCount.suggestContinueAsNew=60",
+            "limit.historyCount.suggestContinueAsNew=25",
         ],
     )
     await register_search_attributes(env.client, "default")

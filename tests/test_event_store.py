@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from activities.contract import CHAIN_CONFLICT
+from activities.contract import CHAIN_CONFLICT, EventBatch
 from activities.db import migrate
 from activities.store import GENESIS, append, first_broken_link
 from domain.policy import DEFAULT_POLICY
@@ -127,6 +127,7 @@ async def test_migrations_apply_once_and_are_recorded(pool: asyncpg.Pool) -> Non
         "001_event_store.sql",
         "002_reports.sql",
         "003_talk_days.sql",
+        "004_superseded_events.sql",
     ]
 
 
@@ -136,3 +137,49 @@ async def test_events_of_different_cases_do_not_interfere(pool: asyncpg.Pool) ->
         await append(pool, x)
         await append(pool, y)
     assert len(await stored(pool, a[0].case_id)) == len(await stored(pool, b[0].case_id)) == 9
+
+
+async def test_events_of_a_lost_workflow_task_are_superseded_by_the_later_task(
+    pool: asyncpg.Pool,
+) -> None:
+    """A local activity wrote seq 2 and 3, then the worker died before Temporal recorded
+    the workflow task: the retried task decides again (later, in a longer history) and its
+    events take their place; the lost ones are kept aside; an earlier task that still
+    writes, another run, or a batch of a regular activity get a conflict."""
+    batches = lifecycle_batches()
+    case_id = batches[0].case_id
+
+    def decided(batch: EventBatch, decided_in: int | None, hours: int = 0) -> EventBatch:
+        events = [
+            e.model_copy(update={"occurred_at": e.occurred_at + timedelta(hours=hours)})
+            for e in batch.events
+        ]
+        return batch.model_copy(update={"events": events, "decided_in": decided_in})
+
+    await append(pool, decided(batches[0], 5))
+    await append(pool, decided(batches[1], 9))  # the lost task's events
+    await append(pool, decided(batches[2], 9))
+    again = await append(pool, decided(batches[1], 14, hours=1))
+    rows = await stored(pool, case_id)
+    lost = await pool.fetch(
+        "SELECT seq, decided_in, superseded_in FROM superseded_events"
+        " WHERE case_id = $1 ORDER BY seq",
+        case_id,
+    )
+    version = await pool.fetchval("SELECT version FROM cases WHERE case_id = $1", case_id)
+
+    assert again.inserted == 1 and [r["seq"] for r in rows] == [1, 2]
+    assert rows[1]["occurred_at"] == batches[1].events[0].occurred_at + timedelta(hours=1)
+    assert first_broken_link(rows) is None
+    assert [tuple(r) for r in lost] == [(2, 9, 14), (3, 9, 14)]
+    assert version == 2
+    # the same batch again: a no-op, not a replacement
+    assert (await append(pool, decided(batches[1], 14, hours=1))).inserted == 0
+    for stale in (
+        decided(batches[1], 12, hours=2),  # an earlier task still writing
+        decided(batches[1], 20, hours=2).model_copy(update={"run_id": "run-2"}),
+        decided(batches[1], None, hours=2),  # a regular activity's batch
+    ):
+        with pytest.raises(ApplicationError, match="stored with other content"):
+            await append(pool, stale)
+    assert [r["hash"] for r in await stored(pool, case_id)] == [r["hash"] for r in rows]

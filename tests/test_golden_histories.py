@@ -15,7 +15,7 @@ from caseloop.audit import Replayed, history_files, load_history, replay
 from caseloop.client import data_converter
 from caseloop.crypto import Keyring
 from worker import SANDBOX
-from workflows.case import PATCH_OPENED_AT_START, PATCH_POLICY_LOCAL, CaseWorkflow
+from workflows.case import GENERATION_5, PATCH_OPENED_AT_START, PATCH_POLICY_LOCAL, CaseWorkflow
 from workflows.department import PATCH_DEPARTMENT_TASKS
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -152,4 +152,23 @@ async def test_cases_opened_since_v4_need_the_opening_time_branch(
     found = await replayed([f for f in FILES if f.parent.name == "v4"])
     assert found and all(r.failure and "Nondeterminism" in r.failure for r in found.values())
     older = await replayed([f for f in FILES if f.parent.name == "v3"])
+    assert older and all(r.failure is None for r in older.values())
+
+
+@pytest.fixture
+def generation_5_removed(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Code without generation 5 (events recorded by a regular activity, a timer per wait)."""
+    real = temporalio.workflow.patched
+    monkeypatch.setattr(
+        temporalio.workflow, "patched", lambda id, **kw: id != GENERATION_5 and real(id)
+    )
+    yield
+
+
+async def test_cases_of_generation_5_need_its_branch(generation_5_removed: None) -> None:
+    """v5 histories record by a local activity and keep one timer per wake time: without
+    that branch they no longer replay; older generations never asked for it."""
+    found = await replayed([f for f in FILES if f.parent.name == "v5"])
+    assert found and all(r.failure and "Nondeterminism" in r.failure for r in found.values())
+    older = await replayed([f for f in FILES if f.parent.name in ("v3", "v4")])
     assert older and all(r.failure is None for r in older.values())

@@ -52,16 +52,15 @@ async def drive(
 
 
 async def until_opened(client: CaseClient, case_id: str) -> None:
-    """Wait until the case has recorded its opening (the history is quiet again)."""
+    """Wait until the case has recorded its opening and its history is quiet again (no
+    workflow task pending)."""
+    pending = ("EVENT_TYPE_WORKFLOW_TASK_SCHEDULED", "EVENT_TYPE_WORKFLOW_TASK_STARTED")
+    handle = client.client.get_workflow_handle(case_id)
     for _ in range(100):
-        types = await history_event_types(client, case_id)
-        # the opening recorded, and the workflow task after it completed
-        recorded = "EVENT_TYPE_ACTIVITY_TASK_COMPLETED"
-        if (
-            recorded in types
-            and "EVENT_TYPE_WORKFLOW_TASK_COMPLETED" in types[types.index(recorded) :]
-        ):
-            return
+        if await handle.query("state") is not None:
+            types = await history_event_types(client, case_id)
+            if types[-1] not in pending:
+                return
         await asyncio.sleep(0.05)
     raise AssertionError("the case did not open")
 

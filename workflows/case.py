@@ -9,13 +9,13 @@ next clock needs attention. Shape and pitfalls: docs/architecture.md.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 from activities.contract import CHAIN_CONFLICT, LOAD_POLICY, RECORD_EVENTS, Appended, EventBatch
 from domain.commands import (
@@ -58,13 +58,27 @@ UPDATES_PER_RUN = 1000
 # Command ids carried into the next run, so a retried command is still applied once.
 _APPLIED_CARRIED = 2000
 
-# Versioning (README "Changing the workflow"): each id marks one change of the commands
-# the workflow emits; histories recorded before it replay through the old branch.
+# Versioning (README "Changing the workflow"): each patch id marks a change of the
+# commands the workflow emits; histories recorded before it replay through the old branch.
+# Every patch costs a run two history events (a marker and a search-attribute upsert), so
+# a run started by this code asks one patch, GENERATION_5, which stands for every change
+# up to it; runs started before it ask the older ids one by one, where they always did.
+GENERATION_5 = "generation-5"
+# v2: the policy loaded by a local activity
 PATCH_POLICY_LOCAL = "policy-as-local-activity"
-# the opening is stamped with the time of the run's first activation, which every replay
-# sees alike; before, with the time after the policy's local activity, which a query
-# arriving meanwhile could change between the run and a replay
+# v4: the opening is stamped with the time of the run's first activation, which every
+# replay sees alike; before, with the time after the policy's local activity, which a
+# query arriving meanwhile could change between the run and a replay
 PATCH_OPENED_AT_START = "opened-at-first-activation"
+# generation 5 only (no id of their own):
+# - events recorded by a local activity (a marker in the workflow task, no round trip
+#   through the server) instead of a regular activity (scheduled, started, completed and
+#   a second workflow task);
+# - one timer per wake time, kept while the wake time stays, instead of a timer started
+#   and cancelled around every command.
+# a PostgreSQL outage longer than this is retried on durable timers (the case waits,
+# the workflow task is not kept busy)
+_RECORD_LOCAL_RETRIES = timedelta(minutes=1)
 
 
 class Continued(Frozen):
@@ -114,6 +128,11 @@ class CaseWorkflow:
         self._applied: dict[str, None] = {}
         self._updates_this_run = 0
         self._lock = asyncio.Lock()
+        # the run was started by code of generation 5 or later (asked first thing)
+        self._generation_5 = False
+        # the timer of the next wake time and that time (PATCH_ONE_TIMER)
+        self._timer: asyncio.Task[None] | None = None
+        self._timer_at: datetime | None = None
 
     # ------------------------------------------------------------------ the loop
 
@@ -123,6 +142,10 @@ class CaseWorkflow:
         # would fail the workflow task and retry forever; refused here instead.
         # Only a run the server started by continue-as-new may take a carried state;
         # a client cannot start one with a state of its making.
+        # Asked first thing: every replay gets the same answer in the same workflow task,
+        # whatever a query does to the timing of later tasks; a run started before keeps
+        # the old ways to its end.
+        self._generation_5 = workflow.patched(GENERATION_5)
         if workflow.info().continued_run_id is not None:
             self._resume(Continued.model_validate(payload["continued"]))
         else:
@@ -143,8 +166,8 @@ class CaseWorkflow:
             case = parse_open_case(payload)
         except DomainError as exc:
             raise failure(str(exc), INVALID_CASE_INPUT) from None
-        opened_at = workflow.now() if workflow.patched(PATCH_OPENED_AT_START) else None
-        if workflow.patched(PATCH_POLICY_LOCAL):
+        opened_at = workflow.now() if self._changed(PATCH_OPENED_AT_START) else None
+        if self._changed(PATCH_POLICY_LOCAL):
             # a local activity: no round trip through the server, three history events fewer
             self._policy = await workflow.execute_local_activity(
                 LOAD_POLICY,
@@ -193,6 +216,36 @@ class CaseWorkflow:
         workflow.set_current_details(details(carried.state, carried.policy))
 
     async def _wait_for_change_or_deadline(self) -> None:
+        """Wait until a command moves the case or its next clock needs attention."""
+        if not self._generation_5:
+            await self._wait_with_a_timer_per_wait()
+            return
+        state = self._ready
+        wake = state.next_wake()
+        at = wake[0] if wake is not None else None
+        if at != self._timer_at:  # the wake time moved: replace the timer
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer, self._timer_at = None, at
+            if wake is not None:
+                self._timer = asyncio.ensure_future(
+                    workflow.sleep(
+                        max(wake[0] - workflow.now(), MIN_TIMER),
+                        summary=timer_summary(wake[0], wake[1], self._policy_),
+                    )
+                )
+        timer = self._timer
+        version = state.version
+        await workflow.wait_condition(
+            lambda: self._ready.version != version or (timer is not None and timer.done())
+        )
+        if timer is not None and timer.done():
+            self._timer, self._timer_at = None, None
+            # a command may have moved the case meanwhile: the decider looks at the clocks
+            await self._decide_and_commit(CheckDeadlines(), None)
+
+    async def _wait_with_a_timer_per_wait(self) -> None:
+        """Before generation 5: a timer started for every wait, cancelled by a command."""
         state = self._ready
         wake = state.next_wake()
         timeout = None
@@ -209,7 +262,6 @@ class CaseWorkflow:
                 timeout_summary=summary_text,
             )
         except TimeoutError:
-            # a command may have moved the case meanwhile: the decider looks at the clocks
             await self._decide_and_commit(CheckDeadlines(), None)
 
     # ------------------------------------------------------------------ commands
@@ -276,20 +328,37 @@ class CaseWorkflow:
             events=stamped,
             state=state,
             record=record(state) if state.archived else None,
+            # a local activity's events may outlive a workflow task Temporal never
+            # recorded; the length of the history tells a later task's from an earlier one's
+            decided_in=workflow.info().get_current_history_length() if self._generation_5 else None,
         )
+        what = "record " + ", ".join(e.type for e in stamped)
         try:
-            await workflow.execute_activity(
-                RECORD_EVENTS,
-                batch,
-                start_to_close_timeout=_RECORD_TIMEOUT,
-                retry_policy=_RECORD_RETRY,
-                result_type=Appended,
-                summary="record " + ", ".join(e.type for e in stamped),
-            )
-        except ActivityError as exc:
-            # Only a conflict in the stored chain ends up here: the command is not applied.
+            if self._generation_5:
+                await workflow.execute_local_activity(
+                    RECORD_EVENTS,
+                    batch,
+                    start_to_close_timeout=_RECORD_TIMEOUT,
+                    retry_policy=_RECORD_RETRY,
+                    local_retry_threshold=_RECORD_LOCAL_RETRIES,
+                    result_type=Appended,
+                    summary=what,
+                )
+            else:
+                await workflow.execute_activity(
+                    RECORD_EVENTS,
+                    batch,
+                    start_to_close_timeout=_RECORD_TIMEOUT,
+                    retry_policy=_RECORD_RETRY,
+                    result_type=Appended,
+                    summary=what,
+                )
+        except (ActivityError, ApplicationError) as exc:
+            # Only a conflict in the stored chain ends up here (a local activity's failure
+            # arrives unwrapped): the command is not applied.
+            cause = exc.cause if isinstance(exc, ActivityError) else exc
             raise failure(
-                f"the events could not be recorded: {exc.cause or exc}", RECORDING_FAILED
+                f"the events could not be recorded: {cause or exc}", RECORDING_FAILED
             ) from None
         self._state = state
         self._events.extend(stamped)
@@ -299,7 +368,7 @@ class CaseWorkflow:
         if updates:
             workflow.upsert_search_attributes(updates)
         workflow.set_current_details(details(state, self._policy_))
-        await follow_departments(stamped, state, self._policy_.timezone)
+        await follow_departments(stamped, state, self._policy_.timezone, self._changed)
 
     # ------------------------------------------------------------------ departments
 
@@ -313,6 +382,10 @@ class CaseWorkflow:
             workflow.logger.warning("department_clock signal without a valid department")
             return
         await self._decide_and_commit(CheckDepartment(department=due.department), None)
+
+    def _changed(self, patch: str) -> bool:
+        """Whether this run takes the change `patch` (an id from before generation 5)."""
+        return self._generation_5 or workflow.patched(patch)
 
     @property
     def _ready(self) -> CaseState:

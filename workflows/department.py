@@ -14,6 +14,7 @@ beyond the case's title in its (encrypted) summary.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -168,12 +169,15 @@ class DepartmentTaskWorkflow:
 # CaseWorkflow calls these after it has recorded a batch of events (with its lock held).
 
 
-async def follow_departments(events: list[Event], state: CaseState, timezone: str) -> None:
+async def follow_departments(
+    events: list[Event], state: CaseState, timezone: str, changed: Callable[[str], bool]
+) -> None:
     """Start a task per summoned department with a clock, tell a task its department
-    has reported, cancel the open tasks of a case that ends."""
+    has reported, cancel the open tasks of a case that ends. `changed(patch)` says
+    whether the case's run takes a change (the case's versioning)."""
     for event in events:
         if isinstance(event, DepartmentsSummoned) and event.deadlines:
-            if not workflow.patched(PATCH_DEPARTMENT_TASKS):
+            if not changed(PATCH_DEPARTMENT_TASKS):
                 return
             for department, deadline in event.deadlines.items():
                 await _start_task(state, department, deadline, timezone)
