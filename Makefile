@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m caseloop.stack
+	$(PY) -m devstack.stack
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
@@ -44,7 +44,7 @@ bench-volume: $(STAMP)
 	$(PY) benchmarks/open_cases.py --cases 10000 --cache 12000 --budget 3300 --out benchmarks/results/open_cases_10000_cache12000.json
 
 schemas: $(STAMP)
-	$(PY) -m caseloop.schemas --write
+	$(PY) -m devstack.schemas --write
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

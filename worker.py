@@ -33,13 +33,13 @@ from temporalio.worker import Worker
 from activities.agenda import AgendaActivities
 from activities.db import create_pool, migrate
 from activities.store import CaseActivities
-from caseloop import logs
-from caseloop.calendars import calendar_gap
 from caseloop.client import connect
-from caseloop.crypto import Keyring
-from caseloop.settings import DEFAULT_WORKER_CACHE, Settings, SettingsError
 from caseloop.talkday_schedules import sync_schedules
 from domain.policy import DeadlinePolicy
+from infra import logs
+from infra.calendars import calendar_gap
+from infra.crypto import Keyring
+from infra.settings import DEFAULT_WORKER_CACHE, Settings, SettingsError
 from workflows.agenda import TalkDayAgenda
 from workflows.case import CaseWorkflow
 from workflows.department import DepartmentTaskWorkflow

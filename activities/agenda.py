@@ -31,8 +31,8 @@ from activities.agenda_contract import (
 )
 from activities.store import Connection
 from domain.commands import ScheduleDeliberation
-from workflows.errors import CommandRefused
-from workflows.send import send_command
+from infra.errors import CommandRefused
+from infra.send import send_command
 
 log = structlog.get_logger(__name__)
 

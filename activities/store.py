@@ -20,10 +20,10 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.contract import CHAIN_CONFLICT, LOAD_POLICY, RECORD_EVENTS, Appended, EventBatch
-from caseloop.crypto import Keyring
 from domain.events import PERSONAL_FIELDS, STATE_PERSONAL_FIELDS, EventBase, event_payload
 from domain.policy import DeadlinePolicy
 from domain.state import CaseRecord, CaseState
+from infra.crypto import Keyring
 
 log = structlog.get_logger(__name__)
 GENESIS = "0" * 64

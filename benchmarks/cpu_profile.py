@@ -51,7 +51,7 @@ from worker import register_search_attributes  # noqa: E402
 
 # (category, pattern on a frame "function (file:line)"); the first that matches names it.
 CATEGORIES: list[tuple[str, str]] = [
-    ("codec (AES-GCM)", r"caseloop/crypto\.py|cryptography/"),
+    ("codec (AES-GCM)", r"infra/crypto\.py|cryptography/"),
     ("protobuf payload visitor", r"temporalio/bridge/_visitor\.py|_command_aware_visitor"),
     ("data converter", r"temporalio/converter\.py|temporalio/contrib/pydantic"),
     ("pydantic", r"pydantic/|pydantic_core"),

@@ -21,7 +21,7 @@ from temporalio.client import Client
 from activities.store import first_broken_link
 from casectl.common import CannotRun, Failed, database, run, settings, temporal
 from caseloop import audit as core
-from caseloop.crypto import Keyring
+from infra.crypto import Keyring
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)

@@ -32,13 +32,13 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from casectl.common import CannotRun, Failed, cases, run, settings, temporal, unknown_case
 from caseloop.client import WORKFLOW_TYPE, CommandRefused
-from caseloop.settings import SettingsError
 from domain.commands import COMMANDS, parse_command, parse_open_case
 from domain.errors import DomainError, validation_message
 from domain.events import EVENT_LIST, CaseOpened, Event, EventBase
 from domain.model import Flag, HandlingClass, Level, Role, Severity, Source, Step
 from domain.policy import Deadline, DeadlinePolicy, format_duration, format_local
 from domain.state import CaseState, CaseSummary
+from infra.settings import SettingsError
 from workflows.search import (
     ASSIGNEE,
     CASE_CATEGORY,

@@ -21,7 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.db import create_pool
 from caseloop.client import CaseClient, connect
-from caseloop.settings import Settings, SettingsError, local_settings
+from infra.settings import Settings, SettingsError, local_settings
 
 T = TypeVar("T")
 

@@ -28,7 +28,6 @@ from rich.table import Table
 
 from activities import reports
 from casectl.common import CannotRun, database, run, settings
-from caseloop.settings import SettingsError
 from domain.ranking import (
     CURRENT_FORMULA,
     Banner,
@@ -42,6 +41,7 @@ from domain.ranking import (
     parse_month,
     within,
 )
+from infra.settings import SettingsError
 
 out = Console(
     highlight=False, markup=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200

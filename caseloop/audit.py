@@ -47,10 +47,9 @@ from temporalio.worker import (
 
 from activities.contract import RECORD_EVENTS, EventBatch
 from activities.store import Connection, first_broken_link, unsealed_payload
-from caseloop.client import data_converter
-from caseloop.crypto import Keyring
 from domain.events import Event, event_payload
 from domain.model import CASE_ID_PATTERN
+from infra.crypto import Keyring, data_converter
 from workflows.case import CaseWorkflow
 from workflows.sandbox import SANDBOX
 

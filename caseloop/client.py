@@ -11,7 +11,6 @@ workflow uses, so a bad report is refused at once with the field and the reason.
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -22,19 +21,17 @@ from temporalio.client import (
     WorkflowHandle,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from caseloop.crypto import EncryptionCodec, Keyring
-from caseloop.settings import Settings
 from domain.commands import Command, OpenCase, parse_command, parse_open_case
 from domain.decider import expected_case_id
 from domain.errors import DomainError
 from domain.events import EVENT_LIST, Event
 from domain.state import CaseRecord, CaseState, CaseSummary
-from workflows.errors import CaseError, CaseOpening, CommandRefused, RecordingFailed
-from workflows.send import send_command
+from infra.crypto import data_converter
+from infra.errors import CaseError, CaseOpening, CommandRefused, RecordingFailed
+from infra.send import send_command
+from infra.settings import Settings
 
 __all__ = ["CaseClient", "CaseError", "CaseOpening", "CommandRefused", "Opened", "RecordingFailed"]
 
@@ -45,13 +42,6 @@ WORKFLOW_TYPE = "CaseWorkflow"
 class Opened:
     case_id: str
     created: bool  # False: the source ticket's case existed already (maybe archived)
-
-
-def data_converter(keyring: Keyring | None) -> DataConverter:
-    """JSON payloads via pydantic, encrypted when keys are configured."""
-    if keyring is None:
-        return pydantic_data_converter
-    return dataclasses.replace(pydantic_data_converter, payload_codec=EncryptionCodec(keyring))
 
 
 async def connect(settings: Settings) -> Client:

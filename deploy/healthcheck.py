@@ -5,7 +5,7 @@ and Kubernetes exec probes. Standard library only; exit 0 healthy, 1 not.
 It looks at the container's main process (PID 1, or HEALTHCHECK_PID) and decides by its
 command line:
 
-- codec server (`-m caseloop.codec_server [--host H] [--port P]`): an HTTP `OPTIONS /decode`
+- codec server (`-m infra.codec_server [--host H] [--port P]`): an HTTP `OPTIONS /decode`
   to the port must answer 204 within the timeout. The codec server answers OPTIONS without
   a token (CORS preflight) and refuses everything else without one, so this proves the
   event loop serves requests without holding the token.
@@ -101,7 +101,7 @@ def main() -> int:
     except OSError as exc:
         print(f"unhealthy: cannot read process {pid}: {exc}")
         return 1
-    if "caseloop.codec_server" in args:
+    if "infra.codec_server" in args:
         ok, why = codec_ok(args)
     elif "worker" in args or any(arg.endswith("worker.py") for arg in args):
         ok, why = worker_ok(pid)

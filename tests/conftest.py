@@ -23,9 +23,9 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.db import create_pool, migrate
-from caseloop.calendars import with_library_calendar
 from caseloop.client import CaseClient, Opened
 from domain.policy import DEFAULT_POLICY
+from infra.calendars import with_library_calendar
 from support import BIN, CONVERTER, KEYRING
 from worker import build_worker, register_search_attributes
 

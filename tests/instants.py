@@ -18,9 +18,9 @@ from zoneinfo import ZoneInfo
 
 from temporalio.testing import WorkflowEnvironment
 
-from caseloop.calendars import library_calendar
 from domain.calendar import WorkCalendar
 from domain.policy import DeadlinePolicy
+from infra.calendars import library_calendar
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 WEEK = timedelta(weeks=1)

@@ -14,12 +14,11 @@ from typing import Any
 from temporalio.testing import WorkflowEnvironment
 
 from activities.contract import EventBatch
-from caseloop.client import data_converter
-from caseloop.crypto import Keyring
 from domain.commands import parse_command, parse_open_case
 from domain.decider import apply_batch, decide, open_case
 from domain.policy import DEFAULT_POLICY
 from domain.state import CaseState, record
+from infra.crypto import Keyring, data_converter
 
 BIN = Path(sys.executable).parent
 # The suite runs encrypted, as `make run` does: payloads via the codec, personal fields

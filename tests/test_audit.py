@@ -424,8 +424,7 @@ async def test_a_replay_failure_is_named_by_its_kind(monkeypatch: pytest.MonkeyP
     latter the exception the workflow code raised is named, with where it was raised."""
     import workflows.case
     from caseloop.audit import load_history, replay
-    from caseloop.client import data_converter
-    from caseloop.crypto import Keyring
+    from infra.crypto import Keyring, data_converter
 
     converter = data_converter(Keyring.parse((GOLDEN / "keyring.txt").read_text().strip()))
     history = load_history(GOLDEN / "v4" / "case-hotline_12345-golden-plain.json")

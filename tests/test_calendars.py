@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 import chinese_calendar  # type: ignore[import-untyped]
 import pytest
 
-from caseloop.calendars import calendar_gap, library_calendar, with_library_calendar
 from domain.calendar import WorkCalendar, working_days_end
 from domain.policy import DEFAULT_POLICY
+from infra.calendars import calendar_gap, library_calendar, with_library_calendar
 
 
 def test_library_calendar_2025_on() -> None:

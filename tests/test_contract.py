@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from caseloop.schemas import drift
-from caseloop.settings import Settings, SettingsError
+from devstack.schemas import drift
 from domain.commands import parse_open_case
 from domain.decider import apply_batch, open_case
 from domain.model import Flag, Level, Severity
 from domain.policy import DEFAULT_POLICY, Clock
+from infra.settings import Settings, SettingsError
 from support import report
 from workflows.details import details
 from workflows.search import ALL_KEYS, search_updates

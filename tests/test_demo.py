@@ -1,4 +1,4 @@
-"""The demo cases of `make run` (caseloop/demo.py) against the domain: every command of
+"""The demo cases of `make run` (devstack/demo.py) against the domain: every command of
 every demo case is accepted (a refused one would stop `make run`), and each case ends
 where it is meant to show its path in the Temporal UI. Pure: no server."""
 
@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from caseloop import demo
-from caseloop.stack import EXAMPLE_TALK_DAYS
+from devstack import demo
+from devstack.stack import EXAMPLE_TALK_DAYS
 from domain.commands import parse_command, parse_open_case
 from domain.decider import apply_batch, decide, open_case
 from domain.model import HandlingClass, Level, Step

@@ -12,8 +12,7 @@ import temporalio.workflow
 from temporalio.worker import Replayer
 
 from caseloop.audit import Replayed, history_files, load_history, replay
-from caseloop.client import data_converter
-from caseloop.crypto import Keyring
+from infra.crypto import Keyring, data_converter
 from worker import SANDBOX
 from workflows.case import GENERATION_5, PATCH_OPENED_AT_START, PATCH_POLICY_LOCAL, CaseWorkflow
 from workflows.department import PATCH_DEPARTMENT_TASKS

@@ -20,9 +20,9 @@ from temporalio.worker import Worker
 
 from activities.store import first_broken_link
 from caseloop.client import CaseClient
-from caseloop.codec_server import build_app
-from caseloop.crypto import EncryptionCodec, Keyring
-from caseloop.settings import Settings, SettingsError
+from infra.codec_server import build_app
+from infra.crypto import EncryptionCodec, Keyring
+from infra.settings import Settings, SettingsError
 from support import KEYRING, LIFECYCLE, report
 
 # A resident no other test reports: the whole database is searched for these values.

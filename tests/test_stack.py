@@ -1,4 +1,4 @@
-"""`make run` (caseloop.stack): how it is stopped, and what its banner says."""
+"""`make run` (devstack.stack): how it is stopped, and what its banner says."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import signal
 import sys
 from pathlib import Path
 
-from caseloop.settings import Settings
-from caseloop.stack import policy_banner
+from devstack.stack import policy_banner
 from domain.policy import DEFAULT_POLICY
+from infra.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # the stack's: stop the children, then PostgreSQL) must run when the process is stopped.
 STAND_IN = """
 import asyncio
-from caseloop.stack import how_to_stop, run_until_stopped
+from devstack.stack import how_to_stop, run_until_stopped
 
 async def services():
     try:

@@ -30,7 +30,7 @@ from activities.agenda_contract import (
 )
 from domain.errors import validation_message
 from domain.talkdays import TalkDayRule, Weekday, next_talk_day
-from workflows.errors import INVALID_AGENDA_INPUT, failure
+from infra.errors import INVALID_AGENDA_INPUT, failure
 
 _COLLECT_TIMEOUT = timedelta(seconds=30)
 # one update per case, each given UPDATE_TIMEOUT (30 s) in activities/agenda.py;

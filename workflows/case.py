@@ -32,15 +32,15 @@ from domain.events import Event
 from domain.model import Frozen
 from domain.policy import DeadlinePolicy
 from domain.state import CaseRecord, CaseState, CaseSummary, record, summary
-from workflows.department import CLOCK_SIGNAL, MIN_TIMER, ClockDue, follow_departments
-from workflows.details import details, timer_summary
-from workflows.errors import (
+from infra.errors import (
     CASE_OPENING,
     COMMAND_REFUSED,
     INVALID_CASE_INPUT,
     RECORDING_FAILED,
     failure,
 )
+from workflows.department import CLOCK_SIGNAL, MIN_TIMER, ClockDue, follow_departments
+from workflows.details import details, timer_summary
 from workflows.search import search_updates
 
 _POLICY_TIMEOUT = timedelta(seconds=10)

@@ -28,7 +28,7 @@ from domain.events import CaseArchived, DepartmentReported, DepartmentsSummoned,
 from domain.model import Flag, Frozen, OrgId
 from domain.policy import Deadline, format_local
 from domain.state import CaseState
-from workflows.errors import INVALID_CASE_INPUT, failure
+from infra.errors import INVALID_CASE_INPUT, failure
 from workflows.search import ASSIGNEE, CASE_ORGS, CASE_STEP, DUE_AT, FLAG_COLOR
 
 WORKFLOW_TYPE = "DepartmentTask"

@@ -94,7 +94,7 @@ def main() -> int:
     )
 
     # --- environment variables
-    settings = (REPO / "caseloop" / "settings.py").read_text()
+    settings = (REPO / "infra" / "settings.py").read_text()
     known = set(re.findall(r'alias="([A-Z][A-Z0-9_]+)"', settings))
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     used: dict[str, set[str]] = {}

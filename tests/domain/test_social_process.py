@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from caseloop.calendars import library_calendar
 from domain.commands import (
     CheckDepartment,
     RecordDeliberation,
@@ -33,6 +32,7 @@ from domain.events import (
 )
 from domain.model import Actor, Flag, HandlingClass, Level, Role, Satisfaction, Severity, Step
 from domain.policy import DEFAULT_POLICY, Clock, DeadlinePolicy, WorkingDays
+from infra.calendars import library_calendar
 
 if TYPE_CHECKING:
     from conftest import Actors, Story

@@ -13,7 +13,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from caseloop.settings import Settings, SettingsError
 from domain.errors import validation_message
 from domain.talkdays import (
     AgendaTime,
@@ -24,6 +23,7 @@ from domain.talkdays import (
     next_agenda_at,
     next_talk_day,
 )
+from infra.settings import Settings, SettingsError
 
 CST = timezone(timedelta(hours=8))
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "talk-days.json"

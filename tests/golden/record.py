@@ -26,10 +26,10 @@ sys.path[:0] = [str(HERE.parent.parent), str(HERE.parent)]
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from activities.db import create_pool, migrate  # noqa: E402
-from caseloop.calendars import with_library_calendar  # noqa: E402
-from caseloop.client import CaseClient, data_converter  # noqa: E402
-from caseloop.crypto import Keyring  # noqa: E402
+from caseloop.client import CaseClient  # noqa: E402
 from domain.policy import DEFAULT_POLICY  # noqa: E402
+from infra.calendars import with_library_calendar  # noqa: E402
+from infra.crypto import Keyring, data_converter  # noqa: E402
 from support import (  # noqa: E402
     BIN,
     COMMUNITY,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 import os
 import re
@@ -21,7 +22,8 @@ from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from temporalio.api.common.v1 import Payload
-from temporalio.converter import PayloadCodec
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter, PayloadCodec
 
 ENCODING = b"binary/encrypted"
 KEY_ID_META = "encryption-key-id"
@@ -162,3 +164,11 @@ class EncryptionCodec(PayloadCodec):
             inner.ParseFromString(self.keyring.decrypt(key_id, payload.data))
             out.append(inner)
         return out
+
+
+def data_converter(keyring: Keyring | None) -> DataConverter:
+    """The data converter of every process that talks to cases: JSON payloads via
+    pydantic, encrypted when keys are configured."""
+    if keyring is None:
+        return pydantic_data_converter
+    return dataclasses.replace(pydantic_data_converter, payload_codec=EncryptionCodec(keyring))

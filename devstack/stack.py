@@ -23,10 +23,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from caseloop import demo
 from caseloop.client import CaseClient
-from caseloop.crypto import Keyring
-from caseloop.settings import Settings, SettingsError, data_dir
+from devstack import demo
+from infra.crypto import Keyring
+from infra.settings import Settings, SettingsError, data_dir
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent
@@ -222,7 +222,7 @@ async def main_async(data: Path) -> None:
                 "codec server",
                 start_child(
                     "codec-server",
-                    [sys.executable, "-m", "caseloop.codec_server", "--port", str(CODEC_PORT)],
+                    [sys.executable, "-m", "infra.codec_server", "--port", str(CODEC_PORT)],
                     crypto_env,
                     data,
                 ),
@@ -247,7 +247,7 @@ async def main_async(data: Path) -> None:
                 (filter e.g.  CaseOrgs = '{demo.STREET}' AND CaseStep = 'resolve')
   Temporal:     localhost:{GRPC_PORT}     PostgreSQL: {database_url}
   Policy:       {policy}
-  Open a case:  .venv/bin/python -m caseloop.demo open "路灯不亮"
+  Open a case:  .venv/bin/python -m devstack.demo open "路灯不亮"
                 (or with the temporal CLI: see README, "A five-minute tour")
   Encryption:   payloads are encrypted (keys in {data}/encryption-keys); the UI decodes
                 through the codec server on http://localhost:{CODEC_PORT}. For the CLI:

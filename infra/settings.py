@@ -14,11 +14,11 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from caseloop.calendars import with_library_calendar
-from caseloop.crypto import Keyring
 from domain.errors import validation_message
 from domain.policy import DEFAULT_POLICY, DeadlinePolicy
 from domain.talkdays import TalkDays
+from infra.calendars import with_library_calendar
+from infra.crypto import Keyring
 
 DEFAULT_TASK_QUEUE = "grievance-cases"
 # CASE_WORKER_CACHE: cases a worker process keeps in memory (the SDK's sticky cache);

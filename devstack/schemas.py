@@ -1,8 +1,8 @@
 """JSON Schemas of the public contract, generated from the pydantic models
 (docs/architecture.md, "The public contract").
 
-    python -m caseloop.schemas --write   # regenerate schemas/ after a model change
-    python -m caseloop.schemas --check   # exit 1 when schemas/ is out of date (also a test)
+    python -m devstack.schemas --write   # regenerate schemas/ after a model change
+    python -m devstack.schemas --check   # exit 1 when schemas/ is out of date (also a test)
 
 Clients in other languages read these; a change here is a change of the contract.
 """
@@ -79,7 +79,7 @@ def main(argv: list[str]) -> None:
             sys.exit("schemas/ is out of date (run `make schemas`): " + ", ".join(stale))
         print("schemas/ matches the models")
     else:
-        sys.exit("usage: python -m caseloop.schemas --write | --check")
+        sys.exit("usage: python -m devstack.schemas --write | --check")
 
 
 if __name__ == "__main__":

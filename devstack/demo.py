@@ -3,7 +3,7 @@ the loop a user may want to see in the Temporal UI, opened through the public cl
 any other system would. Seeding is idempotent: each demo case has a fixed source ticket,
 so a second `make run` finds them instead of opening twins.
 
-    python -m caseloop.demo open "路灯不亮"    # report one more case and dispatch it
+    python -m devstack.demo open "路灯不亮"    # report one more case and dispatch it
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from caseloop.client import CaseClient, CommandRefused
-from caseloop.settings import local_settings
 from caseloop.talkday_schedules import schedule_id
 from domain.policy import DEFAULT_POLICY
+from infra.settings import local_settings
 
 GRID, COMMUNITY, STREET, DISTRICT = "G-0101", "C-01", "S-01", "D-01"
 GRID_WORKER = {"id": "gw-li", "role": "grid_worker", "org": GRID}
@@ -324,7 +324,7 @@ async def open_one(title: str) -> None:
 
 def main(argv: list[str]) -> None:
     if len(argv) != 2 or argv[0] != "open":
-        sys.exit('usage: python -m caseloop.demo open "TITLE"')
+        sys.exit('usage: python -m devstack.demo open "TITLE"')
     try:
         asyncio.run(open_one(argv[1]))
     except (CommandRefused, RuntimeError) as exc:

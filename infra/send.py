@@ -1,6 +1,6 @@
 """Sending one command to a case from any Python process (the client, the talk-day
 agenda's activity): the Workflow Update named after the command, sent again while the
-case is still recording its opening, its failure raised as one of workflows/errors.py's
+case is still recording its opening, its failure raised as one of infra/errors.py's
 exceptions."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 
 from domain.commands import Command
 from domain.state import CaseSummary
-from workflows.errors import CaseOpening, error_of
+from infra.errors import CaseOpening, error_of
 
 # pauses (seconds) before sending again a command that reached a case still recording its
 # opening: the opening takes a few tens of milliseconds

@@ -1,6 +1,6 @@
 """The codec server: lets the Temporal UI and CLI show decrypted payloads to an operator.
 
-    CASE_ENCRYPTION_KEYS=… CASE_CODEC_TOKEN=… python -m caseloop.codec_server [--port 8081]
+    CASE_ENCRYPTION_KEYS=… CASE_CODEC_TOKEN=… python -m infra.codec_server [--port 8081]
 
 Implements Temporal's remote codec protocol (POST /encode and /decode with a JSON
 `{"payloads": [...]}` body). Every request must carry `Authorization: Bearer <token>`;
@@ -22,9 +22,9 @@ from aiohttp import web
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 
-from caseloop import logs
-from caseloop.crypto import EncryptionCodec
-from caseloop.settings import Settings, SettingsError
+from infra import logs
+from infra.crypto import EncryptionCodec
+from infra.settings import Settings, SettingsError
 
 log = structlog.get_logger("codec_server")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
