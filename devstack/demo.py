@@ -9,6 +9,7 @@ so a second `make run` finds them instead of opening twins.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import uuid
 from dataclasses import dataclass, field
@@ -329,6 +330,10 @@ def main(argv: list[str]) -> None:
         asyncio.run(open_one(argv[1]))
     except (CommandRefused, RuntimeError) as exc:
         sys.exit(f"demo: {exc}")
+    # Leave without interpreter finalization, which the Temporal SDK's threads can abort
+    # (temporalio/sdk-python#300), as casectl does.
+    sys.stdout.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

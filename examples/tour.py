@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import uuid
 
 from caseloop.client import CaseClient, CommandRefused
@@ -78,3 +80,7 @@ async def main() -> None:
 
 if __name__ == "__main__":
     asyncio.run(main())
+    # Leave without interpreter finalization, which the Temporal SDK's threads can abort
+    # once a short-lived client is done (temporalio/sdk-python#300), as casectl does.
+    sys.stdout.flush()
+    os._exit(0)
