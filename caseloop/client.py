@@ -18,22 +18,24 @@ from typing import Any
 from temporalio.client import (
     Client,
     TLSConfig,
+    WithStartWorkflowOperation,
     WorkflowHandle,
+    WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from domain.commands import Command, OpenCase, parse_command, parse_open_case
+from domain.commands import Command, Dispatch, OpenCase, parse_command, parse_open_case
 from domain.decider import expected_case_id
 from domain.errors import DomainError
 from domain.events import EVENT_LIST, Event
 from domain.state import CaseRecord, CaseState, CaseSummary
 from infra.crypto import data_converter
-from infra.errors import CaseError, CaseOpening, CommandRefused, RecordingFailed
-from infra.send import send_command
+from infra.errors import CaseError, CommandRefused, RecordingFailed, error_of
+from infra.send import send_command, update_body
 from infra.settings import Settings
 
-__all__ = ["CaseClient", "CaseError", "CaseOpening", "CommandRefused", "Opened", "RecordingFailed"]
+__all__ = ["CaseClient", "CaseError", "CommandRefused", "Opened", "RecordingFailed"]
 
 WORKFLOW_TYPE = "CaseWorkflow"
 
@@ -77,9 +79,7 @@ class CaseClient:
 
         The case id is `case-{source}-{source_ref}` (a second report of a ticket finds the
         first case, even archived) or `case-{source}-{uuid}` without a ticket."""
-        if not isinstance(case, OpenCase):
-            case = parse_open_case(case)
-        case_id = expected_case_id(case) or f"case-{case.source.value}-{uuid.uuid4().hex}"
+        case, case_id = self._case_and_id(case)
         try:
             await self.client.start_workflow(
                 WORKFLOW_TYPE,
@@ -89,11 +89,65 @@ class CaseClient:
                 # the ticket's case exists (running, or closed: reuse is refused)
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                static_summary=f"{case.category}: {case.title}"[:200],
+                static_summary=_summary(case),
             )
         except WorkflowAlreadyStartedError:
             return Opened(case_id, created=False)
         return Opened(case_id, created=True)
+
+    async def open_and_dispatch(
+        self,
+        case: OpenCase | dict[str, Any],
+        dispatch: Dispatch | dict[str, Any],
+        *,
+        command_id: str | None = None,
+    ) -> tuple[str, CaseSummary]:
+        """Open a case and dispatch it in one call (update-with-start): the case id and its
+        summary once dispatched. Where the ticket's case is running already, the dispatch
+        goes to it (and is refused if it was dispatched); an archived ticket's case raises
+        WorkflowAlreadyStartedError. A refused dispatch raises CommandRefused; the case is
+        opened all the same."""
+        case, case_id = self._case_and_id(case)
+        command = self._command("dispatch", dispatch)
+        start: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
+            WORKFLOW_TYPE,
+            case.model_dump(mode="json"),
+            id=case_id,
+            task_queue=self.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            static_summary=_summary(case),
+        )
+        try:
+            summary: CaseSummary = await self.client.execute_update_with_start_workflow(
+                command.kind,
+                update_body(command),
+                start_workflow_operation=start,
+                id=command_id or uuid.uuid4().hex,
+                result_type=CaseSummary,
+            )
+        except WorkflowUpdateFailedError as exc:
+            raise error_of(exc.cause) from None
+        return case_id, summary
+
+    @staticmethod
+    def _case_and_id(case: OpenCase | dict[str, Any]) -> tuple[OpenCase, str]:
+        if not isinstance(case, OpenCase):
+            case = parse_open_case(case)
+        return case, expected_case_id(case) or f"case-{case.source.value}-{uuid.uuid4().hex}"
+
+    @staticmethod
+    def _command(name: str, payload: Command | dict[str, Any]) -> Command:
+        """The command `payload` for the update `name`, checked here before anything
+        reaches Temporal."""
+        if isinstance(payload, Command):
+            if payload.kind != name:
+                raise CommandRefused(f"{name}: the payload is a {payload.kind} command")
+            return payload
+        try:
+            return parse_command(name, payload)
+        except DomainError as exc:
+            raise CommandRefused(str(exc)) from None
 
     async def send(
         self,
@@ -107,18 +161,8 @@ class CaseClient:
 
         `command_id` is the update id: sending the same id again applies it once. Raises
         CommandRefused with the case's reason when the command is refused (nothing
-        recorded), RecordingFailed when its events could not be recorded. A command that
-        reaches a case still recording its opening is sent again for a few seconds."""
-        if isinstance(payload, Command):
-            if payload.kind != command:
-                raise CommandRefused(f"{command}: the payload is a {payload.kind} command")
-            parsed = payload
-        else:
-            try:
-                parsed = parse_command(command, payload)
-            except DomainError as exc:
-                raise CommandRefused(str(exc)) from None
-        return await send_command(self.client, case_id, parsed, command_id)
+        recorded), RecordingFailed when its events could not be recorded."""
+        return await send_command(self.client, case_id, self._command(command, payload), command_id)
 
     async def state(self, case_id: str) -> CaseState:
         result: CaseState = await self._handle(case_id).query("state", result_type=CaseState)
@@ -136,3 +180,8 @@ class CaseClient:
 
     def _handle(self, case_id: str) -> WorkflowHandle[Any, Any]:
         return self.client.get_workflow_handle(case_id)
+
+
+def _summary(case: OpenCase) -> str:
+    """The case's line in the Temporal UI's list (encrypted with the payloads)."""
+    return f"{case.category}: {case.title}"[:200]

@@ -13,7 +13,6 @@ from temporalio.exceptions import ApplicationError
 INVALID_CASE_INPUT = "InvalidCaseInput"  # a start input that is not an OpenCase (case fails)
 INVALID_AGENDA_INPUT = "InvalidAgendaInput"  # a talk-day agenda's start input
 COMMAND_REFUSED = "CommandRefused"  # a command the case refuses (nothing recorded)
-CASE_OPENING = "CaseOpening"  # a command sent before the case recorded its opening
 RECORDING_FAILED = "RecordingFailed"  # the events of a command could not be recorded
 
 
@@ -36,13 +35,6 @@ class CommandRefused(CaseError):
     type = COMMAND_REFUSED
 
 
-class CaseOpening(CommandRefused):
-    """The case had not recorded its opening yet; the same command can be sent again
-    (the Python client does so by itself for a while)."""
-
-    type = CASE_OPENING
-
-
 class RecordingFailed(CaseError):
     """The command was accepted but its events could not be recorded (the stored chain
     disagrees): the command is not applied; an operator should look at the case."""
@@ -51,7 +43,7 @@ class RecordingFailed(CaseError):
 
 
 _BY_TYPE: dict[str, type[CaseError]] = {
-    cls.type: cls for cls in (CommandRefused, CaseOpening, RecordingFailed)
+    cls.type: cls for cls in (CommandRefused, RecordingFailed)
 }
 
 

@@ -349,7 +349,7 @@ async def test_a_bad_command_sent_while_the_case_opens_leaves_no_trace(
     for refused in refusals:
         cause = getattr(refused, "cause", None)
         assert isinstance(cause, ApplicationError), refused
-        assert cause.type in ("CommandRefused", "CaseOpening"), cause.type
+        assert cause.type == "CommandRefused", cause.type
     for types in histories:
         assert not any("UPDATE" in t or "TASK_FAILED" in t for t in types), types
     assert dispatched.step is Step.COLLECT and dispatched.assignee is None
@@ -433,3 +433,26 @@ async def test_the_running_case_offers_every_command_as_an_update_with_a_validat
     assert {u.name for u in definition.update_definitions} == set(COMMANDS)
     assert {q.name for q in definition.query_definitions} >= {"state", "events"}
     assert after == before
+
+
+async def test_open_and_dispatch_in_one_call(client: CaseClient, case_worker: MakeWorker) -> None:
+    """Update-with-start: the dispatch arrives with the start and is judged against the
+    state the opening will have; a refused one leaves only the opened case."""
+    wrong = {**STREET_OFFICER, "org": "S-99"}
+    async with case_worker(client.client):
+        case_id, summary = await client.open_and_dispatch(report(), LIFECYCLE[0][1])
+        ref = uuid.uuid4().hex[:12]
+        with pytest.raises(CommandRefused, match="may not dispatch"):
+            await client.open_and_dispatch(
+                report(ref), {"actor": wrong, "severity": "minor", "handling_class": "immediate"}
+            )
+        refused = f"case-hotline_12345-{ref}"
+        await until_opened(client, refused)
+        history = await history_event_types(client, refused)
+        opened_only = await client.state(refused)
+        events = await client.events(case_id)
+
+    assert summary.version == 2 and summary.level is Level.COMMUNITY
+    assert [e.type for e in events] == ["case_opened", "case_dispatched"]
+    assert opened_only.version == 1 and opened_only.dispatched_at is None
+    assert not any("UPDATE" in t or "TASK_FAILED" in t for t in history), history

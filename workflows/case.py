@@ -30,10 +30,9 @@ from domain.decider import apply_batch, decide, open_case
 from domain.errors import DomainError
 from domain.events import Event
 from domain.model import Frozen
-from domain.policy import DeadlinePolicy
+from domain.policy import DEFAULT_POLICY, DeadlinePolicy
 from domain.state import CaseRecord, CaseState, CaseSummary, record, summary
 from infra.errors import (
-    CASE_OPENING,
     COMMAND_REFUSED,
     INVALID_CASE_INPUT,
     RECORDING_FAILED,
@@ -109,6 +108,20 @@ def _command_update(name: str) -> Any:
     return update
 
 
+def _opening_state(payload: Any) -> CaseState | None:
+    """The state a run starts from, as far as its start input tells: a new case's state
+    once its opening is recorded (stamped with the built-in policy's version, which only
+    validators see), or the carried state of a continued run; None for an invalid input."""
+    try:
+        if workflow.info().continued_run_id is not None:
+            return Continued.model_validate(payload["continued"]).state
+        case = parse_open_case(payload)
+        opened = open_case(workflow.info().workflow_id, case, workflow.now(), DEFAULT_POLICY)
+        return apply_batch(None, opened)[0]
+    except (DomainError, ValidationError, KeyError, TypeError):
+        return None
+
+
 def _with_command_updates(cls: type[T]) -> type[T]:
     """One Workflow Update per command of the public contract (`COMMANDS`), named after
     it, with the command's docstring as its description."""
@@ -120,7 +133,14 @@ def _with_command_updates(cls: type[T]) -> type[T]:
 @workflow.defn(name="CaseWorkflow")
 @_with_command_updates
 class CaseWorkflow:
-    def __init__(self) -> None:
+    @workflow.init
+    def __init__(self, payload: Any) -> None:
+        # The state the case will have once its opening is recorded, known from the start
+        # input before any update is validated: a command that arrives with the start
+        # (update-with-start) or while the opening is recorded is judged against it, so a
+        # refusal still comes before acceptance. None: the start input is invalid (`run`
+        # fails the case).
+        self._opening = _opening_state(payload)
         self._state: CaseState | None = None
         self._policy: DeadlinePolicy | None = None
         self._events: list[Event] = []
@@ -273,17 +293,18 @@ class CaseWorkflow:
             command = parse_command(name, payload)
         except DomainError as exc:
             raise failure(str(exc), COMMAND_REFUSED) from None
-        if self._state is None or self._policy is None:
-            # nothing to judge the command against yet; accepted, it could only be
-            # refused by the handler, with the refusal in the history
-            raise failure(
-                f"{name}: the case is still opening; send the command again", CASE_OPENING
-            )
+        state = self._state or self._opening
+        if state is None:
+            raise failure(f"{name}: the case's start input is invalid", COMMAND_REFUSED)
         info = workflow.current_update_info()
         if info is not None and info.id in self._applied:
             return  # a retried command: answered with the current summary
         try:
-            decide(self._state, command, workflow.now(), self._policy)
+            # Before the policy is loaded, the built-in one serves for judging only: no
+            # refusal of a command to an opened, undispatched case depends on the policy
+            # (tests/domain/test_opening_validation.py); the handler decides with the
+            # case's own policy once the opening is recorded.
+            decide(state, command, workflow.now(), self._policy or DEFAULT_POLICY)
         except DomainError as exc:
             raise failure(str(exc), COMMAND_REFUSED) from None
 
