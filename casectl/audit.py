@@ -85,13 +85,27 @@ def export_query(
     "out_dir",
     type=click.Path(file_okay=False, path_type=Path),
     required=True,
-    help="folder to write into: one folder per case, one JSON history per run",
+    help="folder to write into: one folder per case, one history file per run",
+)
+@click.option(
+    "--format",
+    "form",
+    type=click.Choice(sorted(core.SUFFIXES)),
+    default="json",
+    show_default=True,
+    help="json: protobuf's JSON, for people and other tools; binary: the History protobuf"
+    " message's bytes (.binpb), which replays faster (no JSON to parse)",
 )
 def export(
-    cases: tuple[str, ...], query: str | None, since: str | None, until: str | None, out_dir: Path
+    cases: tuple[str, ...],
+    query: str | None,
+    since: str | None,
+    until: str | None,
+    out_dir: Path,
+    form: str,
 ) -> None:
     """Write the Temporal histories of CASES (or of every case matching --query, --since,
-    --until; all cases when none is given) as Temporal JSON history files.
+    --until; all cases when none is given) as Temporal history files.
 
     The payloads stay as the server holds them (encrypted when keys are configured): the
     files can be handed to an auditor who holds the keys."""
@@ -102,13 +116,13 @@ def export(
         total = (await client.count_workflows(visibility)).count
         if total == 0:
             raise CannotRun(f"no case matches: {visibility}")
-        written = await _export(client, visibility, total, out_dir)
+        written = await _export(client, visibility, total, out_dir, form)
         out.print(f"exported {written} histories of {total} runs into {out_dir}")
 
     run(work)
 
 
-async def _export(client: Client, visibility: str, total: int, out_dir: Path) -> int:
+async def _export(client: Client, visibility: str, total: int, out_dir: Path, form: str) -> int:
     written = 0
     with _progress() as progress:
         task = progress.add_task("export", total=total)
@@ -118,9 +132,9 @@ async def _export(client: Client, visibility: str, total: int, out_dir: Path) ->
             folder = out_dir / execution.id
             folder.mkdir(parents=True, exist_ok=True)
             started = execution.start_time.strftime("%Y%m%dT%H%M%S.%fZ")
-            path = folder / f"{started}~{execution.run_id}.json"
+            path = folder / f"{started}~{execution.run_id}{core.SUFFIXES[form]}"
             tmp = path.with_suffix(".part")
-            tmp.write_text(history.to_json(), encoding="utf-8")
+            tmp.write_bytes(core.history_bytes(history, form))
             tmp.replace(path)  # a file that exists is complete
             written += 1
             progress.advance(task)
@@ -174,7 +188,8 @@ def replay(paths: tuple[Path, ...], no_db: bool, sandbox: bool, jobs: int, as_js
     except ValueError as exc:
         raise CannotRun(str(exc)) from None
     if not by_case:
-        raise CannotRun("no history files (*.json) in " + ", ".join(map(str, paths)))
+        suffixes = ", ".join(f"*{s}" for s in core.SUFFIXES.values())
+        raise CannotRun(f"no history files ({suffixes}) in " + ", ".join(map(str, paths)))
     total = sum(len(files) for files in by_case.values())
 
     async def work() -> ReplayReport:

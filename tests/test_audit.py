@@ -437,3 +437,125 @@ async def test_a_replay_failure_is_named_by_its_kind(monkeypatch: pytest.MonkeyP
     assert found.failure is not None and found.events == []
     assert found.failure.startswith("the workflow code raised KeyError: 'policy' ("), found.failure
     assert "test_audit.py, line" in found.failure, found.failure
+
+
+def _cli_spelling(value: Any) -> Any:
+    """A protobuf JSON history as `temporal workflow show -o json` and the UI spell it:
+    enums without their prefix, in PascalCase ("WorkflowTaskScheduled", "Normal")."""
+    prefixes = {"eventType": "EVENT_TYPE_", "kind": "TASK_QUEUE_KIND_"}
+    if isinstance(value, list):
+        return [_cli_spelling(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    spelt = {}
+    for key, v in value.items():
+        if key in prefixes and isinstance(v, str):
+            v = "".join(w.capitalize() for w in v.removeprefix(prefixes[key]).split("_"))
+        spelt[key] = _cli_spelling(v)
+    return spelt
+
+
+async def test_a_history_loads_and_replays_alike_in_each_form(tmp_path: Path) -> None:
+    """The export's JSON, the CLI's spelling of it and the protobuf bytes of a history are
+    the same history events, and the replay derives the same domain events from each."""
+    from caseloop.audit import SUFFIXES, history_bytes, load_history, replay
+    from infra.crypto import Keyring, data_converter
+
+    converter = data_converter(Keyring.parse((GOLDEN / "keyring.txt").read_text().strip()))
+    case_id = "case-hotline_12345-golden-plain"
+    exported = load_history(GOLDEN / "v5" / f"{case_id}.json")
+    forms = {}
+    for form, suffix in SUFFIXES.items():
+        path = tmp_path / form / f"{case_id}{suffix}"
+        path.parent.mkdir()
+        path.write_bytes(history_bytes(exported, form))
+        forms[form] = load_history(path)
+    shown = json.loads(history_bytes(exported, "json"))
+    cli = tmp_path / "cli" / f"{case_id}.json"
+    cli.parent.mkdir()
+    cli.write_text(json.dumps(_cli_spelling(shown)), encoding="utf-8")
+    assert '"eventType": "WorkflowExecutionStarted"' in cli.read_text(encoding="utf-8")
+    forms["cli"] = load_history(cli)
+    for form, history in forms.items():
+        assert history.workflow_id == case_id, form
+        assert list(history.events) == list(exported.events), form
+    replayed = [r async for r in replay(list(forms.items()), converter)]
+    assert [r.source for r in replayed] == list(forms)
+    assert all(r.failure is None and r.closed for r in replayed), replayed
+    assert replayed[0].events and all(r.events == replayed[0].events for r in replayed)
+
+
+def test_a_file_that_is_not_binary_history_is_named(tmp_path: Path) -> None:
+    from caseloop.audit import history_files, load_history
+
+    misnamed = tmp_path / "case-hotline_12345-golden-plain.binpb"
+    misnamed.write_bytes((GOLDEN / "v5" / "case-hotline_12345-golden-plain.json").read_bytes())
+    with pytest.raises(ValueError, match=r"not a Temporal history \(not History protobuf bytes\)"):
+        load_history(misnamed)
+    (tmp_path / "notes.txt").write_text("not a history", encoding="utf-8")
+    assert list(history_files([tmp_path])) == [misnamed]
+
+
+async def test_a_binary_export_audits_as_the_json_export(
+    can_env: WorkflowEnvironment,
+    case_worker: MakeWorker,
+    task_queue: str,
+    pool: asyncpg.Pool,
+    cli_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    client = CaseClient(can_env.client, task_queue)
+    async with case_worker(can_env.client):
+        case_id = await lifecycle(client, f"binary-{tmp_path.name[-6:]}")
+    runs = len(await runs_of(can_env.client, case_id))
+    assert runs >= 2
+    folders = {form: tmp_path / form for form in ("json", "binary")}
+    for form, folder in folders.items():
+        code, text = await casectl(
+            cli_env, "audit", "export", case_id, "--format", form, "--out", str(folder)
+        )
+        assert code == 0 and f"exported {runs} histories" in text, text
+    assert len(list((folders["json"] / case_id).glob("*.json"))) == runs
+    assert len(list((folders["binary"] / case_id).glob("*.binpb"))) == runs
+    reports = {}
+    for form, folder in folders.items():
+        code, text = await casectl(cli_env, "audit", "replay", str(folder), "--json")
+        assert code == 0, text
+        reports[form] = json.loads(text)
+        for measured in ("seconds", "histories_per_second"):
+            del reports[form][measured]
+    assert reports["binary"] == reports["json"]
+    assert reports["json"]["histories"] == runs and reports["json"]["compared_with_database"]
+    # both exports at once: each run is the same in both forms, replayed once
+    code, text = await casectl(cli_env, "audit", "replay", str(tmp_path), "--json")
+    assert code == 0, text
+    both = json.loads(text)
+    assert both["histories"] == runs and both["problems"] == []
+    assert len(both["duplicates"]) == runs
+    assert all(d["differs_at"] is None for d in both["duplicates"]), both["duplicates"]
+
+    seq = await pool.fetchval(
+        "SELECT min(seq) FROM case_events WHERE case_id = $1 AND type = 'resolution_reported'",
+        case_id,
+    )
+    original = await pool.fetchval(
+        "SELECT payload FROM case_events WHERE case_id = $1 AND seq = $2", case_id, seq
+    )
+    forged = {**original, "summary": "已解决 (forged)"}
+    await pool.execute(
+        "UPDATE case_events SET payload = $3 WHERE case_id = $1 AND seq = $2", case_id, seq, forged
+    )
+    try:
+        await _rechain(pool, case_id)
+        for folder in folders.values():
+            code, text = await casectl(cli_env, "audit", "replay", str(folder))
+            assert code == 1 and f"MISMATCH {case_id} at seq {seq}" in text, text
+            assert "other content" in text, text
+    finally:
+        await pool.execute(
+            "UPDATE case_events SET payload = $3 WHERE case_id = $1 AND seq = $2",
+            case_id,
+            seq,
+            original,
+        )
+        await _rechain(pool, case_id)
