@@ -258,8 +258,12 @@ async def _supersede(conn: Connection, case_id: str, first: int, by: int | None)
         first,
         by,
     )
+    # the monthly counts take back what these rows counted (migration 005's triggers)
     await conn.execute("DELETE FROM ledger WHERE case_id = $1", case_id)
-    await conn.execute("UPDATE cases SET version = $2 - 1 WHERE case_id = $1", case_id, first)
+    if first == 1:  # the opening itself was lost: the case's row goes, opened_at with it
+        await conn.execute("DELETE FROM cases WHERE case_id = $1", case_id)
+    else:
+        await conn.execute("UPDATE cases SET version = $2 - 1 WHERE case_id = $1", case_id, first)
     log.warning("events of a lost workflow task superseded", first_seq=first, moved=moved)
 
 

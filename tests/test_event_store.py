@@ -128,6 +128,7 @@ async def test_migrations_apply_once_and_are_recorded(pool: asyncpg.Pool) -> Non
         "002_reports.sql",
         "003_talk_days.sql",
         "004_superseded_events.sql",
+        "005_uncount_superseded.sql",
     ]
 
 
@@ -183,3 +184,42 @@ async def test_events_of_a_lost_workflow_task_are_superseded_by_the_later_task(
         with pytest.raises(ApplicationError, match="stored with other content"):
             await append(pool, stale)
     assert [r["hash"] for r in await stored(pool, case_id)] == [r["hash"] for r in rows]
+
+
+async def test_superseding_takes_back_what_the_lost_rows_counted(pool: asyncpg.Pool) -> None:
+    """The monthly counts see a case once: a superseded opening or archiving batch takes
+    back its count before the retried task's batch counts again."""
+    batches = lifecycle_batches()
+    case_id = batches[0].case_id
+    grid = batches[0].state.case.location.grid_id
+
+    def decided(batch: EventBatch, decided_in: int, minutes: int = 0) -> EventBatch:
+        shift = timedelta(minutes=minutes)
+        events = [e.model_copy(update={"occurred_at": e.occurred_at + shift}) for e in batch.events]
+        state = batch.state.model_copy(update={"opened_at": batch.state.opened_at + shift})
+        return batch.model_copy(update={"events": events, "state": state, "decided_in": decided_in})
+
+    async def counts() -> tuple[int, int]:
+        row = await pool.fetchrow(
+            "SELECT coalesce(sum(received), 0) AS r, coalesce(sum(archived), 0) AS a"
+            " FROM report_months WHERE grid_id = $1",
+            grid,
+        )
+        return int(row["r"]), int(row["a"])
+
+    before = await counts()
+    await append(pool, decided(batches[0], 3))
+    await append(pool, decided(batches[0], 5, minutes=1))  # the opening's task was lost
+    for n, batch in enumerate(batches[1:], start=2):
+        await append(pool, decided(batch, 10 * n))
+    last = batches[-1]
+    await append(pool, decided(last, 1000, minutes=1))  # the archiving task was lost
+    after = await counts()
+    opened_at = await pool.fetchval("SELECT opened_at FROM cases WHERE case_id = $1", case_id)
+    ledger = await pool.fetchval("SELECT count(*) FROM ledger WHERE case_id = $1", case_id)
+    lost = await pool.fetchval("SELECT count(*) FROM superseded_events WHERE case_id = $1", case_id)
+
+    assert (after[0] - before[0], after[1] - before[1]) == (1, 1)
+    assert opened_at == batches[0].state.opened_at + timedelta(minutes=1)
+    assert ledger == 1 and lost == 1 + len(last.events)
+    assert first_broken_link(await stored(pool, case_id)) is None

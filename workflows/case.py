@@ -57,7 +57,7 @@ UPDATES_PER_RUN = 1000
 # Command ids carried into the next run, so a retried command is still applied once.
 _APPLIED_CARRIED = 2000
 
-# Versioning (README "Changing the workflow"): each patch id marks a change of the
+# Versioning (docs/auditing.md, "Changing the workflow"): each patch id marks a change of the
 # commands the workflow emits; histories recorded before it replay through the old branch.
 # Every patch costs a run two history events (a marker and a search-attribute upsert), so
 # a run started by this code asks one patch, GENERATION_5, which stands for every change
@@ -75,9 +75,11 @@ PATCH_OPENED_AT_START = "opened-at-first-activation"
 #   a second workflow task);
 # - one timer per wake time, kept while the wake time stays, instead of a timer started
 #   and cancelled around every command.
-# a PostgreSQL outage longer than this is retried on durable timers (the case waits,
-# the workflow task is not kept busy)
-_RECORD_LOCAL_RETRIES = timedelta(minutes=1)
+# A retry of the recording whose pause is longer than this waits on a durable timer (the
+# case waits, the workflow task is not kept busy): in a PostgreSQL outage the pauses grow
+# (1, 2, 4, 8, 16 s ...) to the retry policy's maximum of a minute, so from the fifth
+# retry on. Shorter pauses are taken inside the workflow task.
+_RECORD_LOCAL_RETRIES = timedelta(seconds=10)
 
 
 class Continued(Frozen):
@@ -150,7 +152,7 @@ class CaseWorkflow:
         self._lock = asyncio.Lock()
         # the run was started by code of generation 5 or later (asked first thing)
         self._generation_5 = False
-        # the timer of the next wake time and that time (PATCH_ONE_TIMER)
+        # the timer of the next wake time and that time (generation 5)
         self._timer: asyncio.Task[None] | None = None
         self._timer_at: datetime | None = None
 
