@@ -12,6 +12,7 @@ row, that PostgreSQL holds what the history says happened.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import re
@@ -28,9 +29,10 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from pydantic import BaseModel, ConfigDict
 from temporalio import workflow
+from temporalio.api.common.v1 import Payload
 from temporalio.api.history.v1 import History, HistoryEvent
 from temporalio.client import WorkflowHistory
-from temporalio.converter import DataConverter
+from temporalio.converter import DataConverter, PayloadCodec
 from temporalio.exceptions import FailureError
 from temporalio.runtime import Runtime, TelemetryConfig
 from temporalio.worker import (
@@ -233,6 +235,8 @@ async def replay(
 
     The sandbox is optional: determinism is decided by comparing the code's commands with
     the history either way; the sandbox also refuses non-deterministic calls (slower)."""
+    if converter.payload_codec is not None:
+        converter = dataclasses.replace(converter, payload_codec=_Unsent(converter.payload_codec))
     replayer = Replayer(
         runtime=_quiet_runtime(),
         workflows=[CaseWorkflow],
@@ -250,6 +254,21 @@ async def replay(
     async with replayer.workflow_replay_iterator(_aiter(feed())) as results:
         async for result in results:
             yield _replayed(result, sources[result.history.workflow_id].pop(0))
+
+
+class _Unsent(PayloadCodec):
+    """A replay's codec: it decodes what the history holds, and leaves what the replayed
+    code sends as it is (a replay sends nothing; commands are compared without their
+    payloads), which spares encrypting every payload of every command again."""
+
+    def __init__(self, codec: PayloadCodec) -> None:
+        self._codec = codec
+
+    async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return list(payloads)
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return await self._codec.decode(payloads)
 
 
 class Duplicate(BaseModel):

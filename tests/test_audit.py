@@ -559,3 +559,26 @@ async def test_a_binary_export_audits_as_the_json_export(
             original,
         )
         await _rechain(pool, case_id)
+
+
+async def test_a_replay_decrypts_the_history_and_encrypts_nothing() -> None:
+    """What the replayed code sends goes nowhere, so the replay does not encrypt it."""
+    from caseloop.audit import load_history, replay
+    from infra.crypto import Keyring, data_converter
+
+    class Counting(Keyring):
+        encrypted = decrypted = 0
+
+        def encrypt(self, plaintext: bytes, *, key_id: str | None = None) -> tuple[str, bytes]:
+            self.encrypted += 1
+            return super().encrypt(plaintext, key_id=key_id)
+
+        def decrypt(self, key_id: str, blob: bytes) -> bytes:
+            self.decrypted += 1
+            return super().decrypt(key_id, blob)
+
+    keyring = Counting.parse((GOLDEN / "keyring.txt").read_text().strip())
+    history = load_history(GOLDEN / "v5" / "case-hotline_12345-golden-plain.json")
+    (found,) = [r async for r in replay([("plain", history)], data_converter(keyring))]
+    assert found.failure is None and found.events
+    assert keyring.decrypted > 0 and keyring.encrypted == 0
