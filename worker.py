@@ -28,7 +28,7 @@ from temporalio.api.operatorservice.v1 import (
 )
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.agenda import AgendaActivities
 from activities.db import create_pool, migrate
@@ -85,11 +85,15 @@ def build_worker(
     keyring: Keyring | None = None,
     fail_fast: bool = False,
     max_cached_workflows: int = DEFAULT_WORKER_CACHE,
+    sandboxed: bool = True,
 ) -> Worker:
     """The worker of CaseWorkflow, the department tasks and the talk-day agendas, and
     their activities. In production a bug in workflow code fails the workflow *task*,
     which retries until fixed code is deployed: the case waits, it is not lost.
-    `fail_fast` (tests) fails the workflow instead, so a bug shows at once."""
+    `fail_fast` (tests) fails the workflow instead, so a bug shows at once. `sandboxed`
+    runs the workflows in the SDK's sandbox, which refuses a non-deterministic call at
+    run time; the tests and every replay of the golden histories use it, so such a call
+    fails the suite, and a production worker may run without it (CASE_WORKFLOW_SANDBOX)."""
     activities = CaseActivities(pool, policy, keyring)
     # talk days (docs/talk-days.md): the agenda updates the cases through the client
     agenda = AgendaActivities(pool, client, task_queue)
@@ -103,7 +107,7 @@ def build_worker(
             agenda.collect_agenda,
             agenda.schedule_case_deliberation,
         ],
-        workflow_runner=SANDBOX,
+        workflow_runner=SANDBOX if sandboxed else UnsandboxedWorkflowRunner(),
         max_cached_workflows=max_cached_workflows,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         workflow_failure_exception_types=[Exception] if fail_fast else [],
@@ -153,6 +157,7 @@ async def run(settings: Settings) -> None:
             pid=os.getpid(),
             **done,
             encryption_keys=settings.keyring.key_ids if settings.keyring else [],
+            workflow_sandbox=settings.workflow_sandbox,
         )
         gap = calendar_gap(policy, date.today())
         if gap:
@@ -169,6 +174,7 @@ async def run(settings: Settings) -> None:
             settings.task_queue,
             keyring=settings.keyring,
             max_cached_workflows=settings.worker_cache,
+            sandboxed=settings.workflow_sandbox,
         )
         stop = asyncio.Event()
         _stop_on_signals(stop)

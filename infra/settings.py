@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     # the communities' talk days (JSON)
     talk_days_file: File | None = Field(None, alias="CASE_TALK_DAYS")
     worker_cache: int = Field(DEFAULT_WORKER_CACHE, ge=10, le=1_000_000, alias="CASE_WORKER_CACHE")
+    # run the workflows in the SDK's sandbox (workflows/sandbox.py); off, the worker
+    # spends about a sixth less CPU per case (benchmarks/cpu_profile.py)
+    workflow_sandbox: bool = Field(False, alias="CASE_WORKFLOW_SANDBOX")
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Settings:

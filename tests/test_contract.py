@@ -34,6 +34,8 @@ def test_settings_defaults_and_overrides() -> None:
     assert default.policy().version == DEFAULT_POLICY.version
     assert default.policy().calendar is not None
     assert default.worker_cache == 1000
+    assert default.workflow_sandbox is False
+    assert Settings.from_env({"CASE_WORKFLOW_SANDBOX": "true"}).workflow_sandbox is True
     custom = Settings.from_env(
         {
             "CASE_TASK_QUEUE": "q2",
@@ -62,6 +64,7 @@ def test_settings_defaults_and_overrides() -> None:
         ({"TEMPORAL_TLS_KEY": "/nonexistent/key.pem"}, "TEMPORAL_TLS_KEY: no such file"),
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
         ({"CASE_CODEC_TOKEN": "short"}, "CASE_CODEC_TOKEN"),
+        ({"CASE_WORKFLOW_SANDBOX": "sometimes"}, "CASE_WORKFLOW_SANDBOX"),
         ({"LOG_LEVEL": "loud", "CASE_WORKER_CACHE": "9"}, r"LOG_LEVEL: .*; CASE_WORKER_CACHE: "),
     ],
 )
