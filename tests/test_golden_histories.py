@@ -95,79 +95,40 @@ async def test_the_change_without_its_patch_breaks_running_cases(patch_forced: N
         assert r.events == [], key
 
 
-@pytest.fixture
-def patch_removed(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The patch removed too early: the old branch only."""
+def without(monkeypatch: pytest.MonkeyPatch, patch: str) -> None:
+    """Code without the branch of `patch` (the patch removed too early): the old way only."""
     real = temporalio.workflow.patched
-    monkeypatch.setattr(
-        temporalio.workflow, "patched", lambda id, **kw: id != PATCH_POLICY_LOCAL and real(id)
-    )
-    yield
+    monkeypatch.setattr(temporalio.workflow, "patched", lambda id, **kw: id != patch and real(id))
 
 
-async def test_removing_the_new_branch_breaks_newer_cases(patch_removed: None) -> None:
-    found = await replayed([f for f in FILES if f.parent.name == "v2"])
-    assert all(r.failure is not None and "Nondeterminism" in r.failure for r in found.values())
-    older = await replayed([f for f in FILES if f.parent.name == "v1"])
-    assert all(r.failure is None for r in older.values())
-
-
-@pytest.fixture
-def department_tasks_removed(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Code that no longer starts the department tasks, deployed under running cases."""
-    real = temporalio.workflow.patched
-    monkeypatch.setattr(
-        temporalio.workflow, "patched", lambda id, **kw: id != PATCH_DEPARTMENT_TASKS and real(id)
-    )
-    yield
+@pytest.mark.parametrize(
+    ("patch", "newer", "older"),
+    [
+        # v2 loads the policy with a local activity
+        (PATCH_POLICY_LOCAL, ("v2",), ("v1",)),
+        # v4 stamps the opening with the first activation's time
+        (PATCH_OPENED_AT_START, ("v4",), ("v3",)),
+        # v5 records by a local activity and keeps one timer per wake time
+        (GENERATION_5, ("v5",), ("v3", "v4")),
+    ],
+)
+async def test_removing_a_branch_breaks_the_cases_that_took_it(
+    monkeypatch: pytest.MonkeyPatch, patch: str, newer: tuple[str, ...], older: tuple[str, ...]
+) -> None:
+    without(monkeypatch, patch)
+    found = await replayed([f for f in FILES if f.parent.name in newer])
+    assert found and all(r.failure and "Nondeterminism" in r.failure for r in found.values())
+    untouched = await replayed([f for f in FILES if f.parent.name in older])
+    assert untouched and all(r.failure is None for r in untouched.values())
 
 
 async def test_a_history_with_department_tasks_needs_their_branch(
-    department_tasks_removed: None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The joint case started child workflows: without that branch its history no longer
     replays; histories without summoned departments (all of v1 and v2) are not touched."""
+    without(monkeypatch, PATCH_DEPARTMENT_TASKS)
     found = await replayed([f for f in FILES if f.parent.name == "v3"])
     assert found["v3-joint"].failure is not None
     assert "Nondeterminism" in found["v3-joint"].failure
     assert all(r.failure is None for key, r in found.items() if key != "v3-joint")
-
-
-@pytest.fixture
-def opened_at_start_removed(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Code that stamps the opening with the time after the policy's local activity again."""
-    real = temporalio.workflow.patched
-    monkeypatch.setattr(
-        temporalio.workflow, "patched", lambda id, **kw: id != PATCH_OPENED_AT_START and real(id)
-    )
-    yield
-
-
-async def test_cases_opened_since_v4_need_the_opening_time_branch(
-    opened_at_start_removed: None,
-) -> None:
-    """From v4 on, the opening is stamped with the first activation's time (a patch):
-    without that branch those histories no longer replay; older ones take the old one."""
-    found = await replayed([f for f in FILES if f.parent.name == "v4"])
-    assert found and all(r.failure and "Nondeterminism" in r.failure for r in found.values())
-    older = await replayed([f for f in FILES if f.parent.name == "v3"])
-    assert older and all(r.failure is None for r in older.values())
-
-
-@pytest.fixture
-def generation_5_removed(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Code without generation 5 (events recorded by a regular activity, a timer per wait)."""
-    real = temporalio.workflow.patched
-    monkeypatch.setattr(
-        temporalio.workflow, "patched", lambda id, **kw: id != GENERATION_5 and real(id)
-    )
-    yield
-
-
-async def test_cases_of_generation_5_need_its_branch(generation_5_removed: None) -> None:
-    """v5 histories record by a local activity and keep one timer per wake time: without
-    that branch they no longer replay; older generations never asked for it."""
-    found = await replayed([f for f in FILES if f.parent.name == "v5"])
-    assert found and all(r.failure and "Nondeterminism" in r.failure for r in found.values())
-    older = await replayed([f for f in FILES if f.parent.name in ("v3", "v4")])
-    assert older and all(r.failure is None for r in older.values())
