@@ -87,19 +87,24 @@ class BareWorkflow:
             workflow.upsert_search_attributes([STEP.value_set(f"step-{self._seq}")])
 
 
-def replay(histories: list[tuple[str, str]]) -> int:
-    """Replay (workflow id, history JSON) pairs of BareWorkflow in this process, as
-    `casectl audit replay` replays cases (one replayer, no sandbox); the number replayed.
-    The yardstick of benchmarks/audit_replay.py."""
+def replay(histories: list[tuple[str, str | bytes]]) -> int:
+    """Replay (workflow id, history) pairs of BareWorkflow in this process, as `casectl
+    audit replay` replays cases (one replayer, no sandbox); the number replayed. A history
+    is JSON (str) or the History protobuf message's bytes. The yardstick of
+    benchmarks/audit_replay.py."""
     import asyncio
     from collections.abc import AsyncIterator
 
+    from temporalio.api.history.v1 import History
     from temporalio.client import WorkflowHistory
     from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 
     async def feed() -> AsyncIterator[WorkflowHistory]:
-        for workflow_id, text in histories:
-            yield WorkflowHistory.from_json(workflow_id, text)
+        for workflow_id, data in histories:
+            if isinstance(data, bytes):
+                yield WorkflowHistory(workflow_id, History.FromString(data).events)
+            else:
+                yield WorkflowHistory.from_json(workflow_id, data)
 
     async def work() -> int:
         replayer = Replayer(workflows=[BareWorkflow], workflow_runner=UnsandboxedWorkflowRunner())
