@@ -39,6 +39,7 @@ from domain.policy import DeadlinePolicy
 from infra import logs
 from infra.calendars import calendar_gap
 from infra.crypto import Keyring
+from infra.process import leave
 from infra.settings import DEFAULT_WORKER_CACHE, Settings, SettingsError
 from workflows.agenda import TalkDayAgenda
 from workflows.case import CaseWorkflow
@@ -198,12 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     logs.configure(settings.log_level, settings.log_format)
     try:
         asyncio.run(run(settings))
-        # Stopped cleanly: leave without interpreter finalization, which the Temporal
-        # bridge's threads can abort ("PyGILState_Release", exit -6 after "worker stopped",
-        # once in six SIGTERM stops; temporalio/sdk-python#300), as casectl does.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+        leave(0)  # stopped cleanly (finalization aborted once in six SIGTERM stops)
     except SettingsError as exc:
         sys.exit(f"worker: {exc}")
     except (OSError, RuntimeError) as exc:

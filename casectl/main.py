@@ -3,8 +3,6 @@ casectl/audit.py, cases.py and report.py; what they share in casectl/common.py).
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import NoReturn
 
 import click
@@ -12,6 +10,7 @@ import click
 from casectl.audit import audit
 from casectl.cases import register
 from casectl.report import report
+from infra.process import leave
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -28,9 +27,4 @@ def main(argv: list[str] | None = None) -> NoReturn:
         cli.main(args=argv, prog_name="casectl")
     except SystemExit as exc:
         code = exc.code
-    # Leave without interpreter finalization: the Temporal bridge's threads can abort it
-    # ("PyGILState_Release ... finalizing", temporalio/sdk-python#300), exit status -6
-    # after a command that succeeded.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code if isinstance(code, int) else 1 if code else 0)
+    leave(code if isinstance(code, int) else 1 if code else 0)

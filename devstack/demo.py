@@ -9,7 +9,6 @@ so a second `make run` finds them instead of opening twins.
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import uuid
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from caseloop.client import CaseClient, CommandRefused
 from caseloop.talkday_schedules import schedule_id
 from domain.policy import DEFAULT_POLICY
+from infra.process import leave
 from infra.settings import local_settings
 
 GRID, COMMUNITY, STREET, DISTRICT = "G-0101", "C-01", "S-01", "D-01"
@@ -330,10 +330,7 @@ def main(argv: list[str]) -> None:
         asyncio.run(open_one(argv[1]))
     except (CommandRefused, RuntimeError) as exc:
         sys.exit(f"demo: {exc}")
-    # Leave without interpreter finalization, which the Temporal SDK's threads can abort
-    # (temporalio/sdk-python#300), as casectl does.
-    sys.stdout.flush()
-    os._exit(0)
+    leave(0)
 
 
 if __name__ == "__main__":

@@ -6,11 +6,10 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 import uuid
 
 from caseloop.client import CaseClient, CommandRefused
+from infra.process import leave
 from infra.settings import local_settings
 
 GRID_WORKER = {"id": "gw-li", "role": "grid_worker", "org": "G-0101"}
@@ -80,7 +79,4 @@ async def main() -> None:
 
 if __name__ == "__main__":
     asyncio.run(main())
-    # Leave without interpreter finalization, which the Temporal SDK's threads can abort
-    # once a short-lived client is done (temporalio/sdk-python#300), as casectl does.
-    sys.stdout.flush()
-    os._exit(0)
+    leave(0)
