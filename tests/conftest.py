@@ -11,7 +11,6 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import date
 from typing import Any
 
 import asyncpg
@@ -24,13 +23,8 @@ from temporalio.worker import Worker
 
 from activities.db import create_pool, migrate
 from caseloop.client import CaseClient, Opened
-from domain.policy import DEFAULT_POLICY
-from infra.calendars import with_library_calendar
-from support import BIN, CONVERTER, KEYRING
+from support import BIN, CONVERTER, KEYRING, POLICY
 from worker import build_worker, register_search_attributes
-
-# the policy as the worker loads it: the built-in one with the holiday calendar
-POLICY = with_library_calendar(DEFAULT_POLICY, date.today())
 
 if "XDG_RUNTIME_DIR" not in os.environ:  # embedded PostgreSQL asks for one
     os.environ["XDG_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="caseloop-run-")

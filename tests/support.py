@@ -7,7 +7,7 @@ import asyncio
 import os
 import sys
 import uuid
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from domain.commands import parse_command, parse_open_case
 from domain.decider import apply_batch, decide, open_case
 from domain.policy import DEFAULT_POLICY
 from domain.state import CaseState, record
+from infra.calendars import with_library_calendar
 from infra.crypto import Keyring, data_converter
 
 BIN = Path(sys.executable).parent
@@ -139,3 +140,7 @@ def lifecycle_batches(
             )
         )
     return batches
+
+
+# the policy as the worker loads it: the built-in one with the holiday calendar
+POLICY = with_library_calendar(DEFAULT_POLICY, date.today())

@@ -18,7 +18,6 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from caseloop.client import CaseClient, CommandRefused
-from conftest import POLICY
 from domain.events import (
     CaseEscalated,
     DeadlineBreached,
@@ -38,6 +37,7 @@ from support import (
     GRID_WORKER,
     KEYRING,
     LIFECYCLE,
+    POLICY,
     STREET_OFFICER,
     actor,
     report,
