@@ -60,7 +60,7 @@ from workflows.sandbox import SANDBOX
 
 _CASE_ID = re.compile(CASE_ID_PATTERN)
 # The file names of a history by its form: protobuf's JSON (for people and other tools),
-# or the protobuf bytes (parsed some hundred times faster than the JSON)
+# or the protobuf bytes (read in 0.1 ms where the JSON takes 5 to 6: docs/auditing.md)
 SUFFIXES = {"json": ".json", "binary": ".binpb"}
 _CLOSING = {  # the attributes of the events that end a run
     f"workflow_execution_{end}_event_attributes"
