@@ -6,6 +6,7 @@ against the code and PostgreSQL, and catches a tampered row."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 from collections.abc import AsyncIterator, Callable
@@ -145,18 +146,7 @@ async def test_audit_exports_replays_and_catches_tampering(
 
     # tamper with one row: the resolution summary of the first case
     victim = case_ids[0]
-    seq = await pool.fetchval(
-        "SELECT min(seq) FROM case_events WHERE case_id = $1 AND type = 'resolution_reported'",
-        victim,
-    )
-    original = await pool.fetchval(
-        "SELECT payload FROM case_events WHERE case_id = $1 AND seq = $2", victim, seq
-    )
-    forged = {**original, "summary": "已解决 (forged)"}
-    await pool.execute(
-        "UPDATE case_events SET payload = $3 WHERE case_id = $1 AND seq = $2", victim, seq, forged
-    )
-    try:
+    async with forged_resolution(pool, victim) as seq:
         code, text = await casectl(cli_env, "audit", "verify-chain", *case_ids)
         assert code == 1, text
         assert f"{victim}: first tampered row seq {seq} (resolution_reported)" in text
@@ -171,14 +161,6 @@ async def test_audit_exports_replays_and_catches_tampering(
         assert code == 0, text
         code, text = await casectl(cli_env, "audit", "replay", str(out / victim))
         assert code == 1 and f"at seq {seq}" in text and "other content" in text, text
-    finally:
-        await pool.execute(
-            "UPDATE case_events SET payload = $3 WHERE case_id = $1 AND seq = $2",
-            victim,
-            seq,
-            original,
-        )
-        await _rechain(pool, victim)
     code, text = await casectl(cli_env, "audit", "replay", str(out / victim))
     assert code == 0, text
 
@@ -228,6 +210,26 @@ async def test_an_export_nested_in_another_is_counted_once(
     code, text = await casectl(cli_env, "audit", "replay", str(out))
     assert code == 0 and "MISMATCH" not in text, text
     assert f"{runs} duplicate histories counted once" in text, text
+
+
+@contextlib.asynccontextmanager
+async def forged_resolution(pool: asyncpg.Pool, case_id: str) -> AsyncIterator[int]:
+    """The case's resolution summary changed in case_events (its chain left broken); the
+    seq of the forged row. The row and its chain are put back afterwards."""
+    seq = await pool.fetchval(
+        "SELECT min(seq) FROM case_events WHERE case_id = $1 AND type = 'resolution_reported'",
+        case_id,
+    )
+    original = await pool.fetchval(
+        "SELECT payload FROM case_events WHERE case_id = $1 AND seq = $2", case_id, seq
+    )
+    update = "UPDATE case_events SET payload = $3 WHERE case_id = $1 AND seq = $2"
+    await pool.execute(update, case_id, seq, {**original, "summary": "已解决 (forged)"})
+    try:
+        yield seq
+    finally:
+        await pool.execute(update, case_id, seq, original)
+        await _rechain(pool, case_id)
 
 
 async def _rechain(pool: asyncpg.Pool, case_id: str) -> None:
@@ -534,31 +536,12 @@ async def test_a_binary_export_audits_as_the_json_export(
     assert len(both["duplicates"]) == runs
     assert all(d["differs_at"] is None for d in both["duplicates"]), both["duplicates"]
 
-    seq = await pool.fetchval(
-        "SELECT min(seq) FROM case_events WHERE case_id = $1 AND type = 'resolution_reported'",
-        case_id,
-    )
-    original = await pool.fetchval(
-        "SELECT payload FROM case_events WHERE case_id = $1 AND seq = $2", case_id, seq
-    )
-    forged = {**original, "summary": "已解决 (forged)"}
-    await pool.execute(
-        "UPDATE case_events SET payload = $3 WHERE case_id = $1 AND seq = $2", case_id, seq, forged
-    )
-    try:
+    async with forged_resolution(pool, case_id) as seq:
         await _rechain(pool, case_id)
         for folder in folders.values():
             code, text = await casectl(cli_env, "audit", "replay", str(folder))
             assert code == 1 and f"MISMATCH {case_id} at seq {seq}" in text, text
             assert "other content" in text, text
-    finally:
-        await pool.execute(
-            "UPDATE case_events SET payload = $3 WHERE case_id = $1 AND seq = $2",
-            case_id,
-            seq,
-            original,
-        )
-        await _rechain(pool, case_id)
 
 
 async def test_a_replay_decrypts_the_history_and_encrypts_nothing() -> None:
