@@ -166,6 +166,18 @@ class ReturnCase(Command):
     reason: Text
 
 
+class ReviewReturn(Command):
+    """退单审核: the dispatcher (the case's community admin, or an officer of its level or
+    above) reviews a return. Approved: the case goes to another handler (named, or anyone
+    of its level), who claims it again; refused: back to the handler who asked. The
+    resolve clock runs on either way."""
+
+    kind: Literal["review_return"] = "review_return"
+    approved: bool
+    assignee: OrgId | None = None
+    comment: Text | None = None
+
+
 class AddNote(Command):
     """A note on the case from anyone with a part in it; changes nothing else."""
 

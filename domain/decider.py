@@ -30,6 +30,7 @@ from domain.commands import (
     ReportResolution,
     RequestExtension,
     ReturnCase,
+    ReviewReturn,
     ScheduleDeliberation,
     SummonDepartments,
     Withdraw,
@@ -58,10 +59,13 @@ from domain.events import (
     ExtensionDecided,
     ExtensionRequested,
     FeedbackRecorded,
+    FeedbackUnanswered,
     HandlerCheckedIn,
     NoteAdded,
     OverdueReminded,
     ResolutionReported,
+    ReturnRequested,
+    ReturnReviewed,
     RevisitRecorded,
 )
 from domain.model import (
@@ -69,13 +73,21 @@ from domain.model import (
     Flag,
     HandlingClass,
     Level,
+    Loop,
     Outcome,
     Role,
     Severity,
     Step,
 )
-from domain.policy import Clock, Deadline, DeadlineChanges, DeadlinePolicy
-from domain.state import CaseChanges, CaseState, PendingExtension, evolve_fields
+from domain.policy import LADDER_CLOCKS, Clock, Deadline, DeadlineChanges, DeadlinePolicy
+from domain.state import (
+    Breach,
+    CaseChanges,
+    CaseState,
+    PendingExtension,
+    PendingReturn,
+    evolve_fields,
+)
 
 C = TypeVar("C", bound=Command)
 Decision = Callable[[CaseState, Any, datetime, DeadlinePolicy], list[Event]]
@@ -115,7 +127,16 @@ def open_case(case_id: str, case: OpenCase, now: datetime, policy: DeadlinePolic
             f"OpenCase: case id must match case-{case.source.value}-<id>, "
             "the id of 1 to 64 letters, digits, '.', '_' or '-'"
         )
-    return [CaseOpened(occurred_at=now, case_id=case_id, case=case, policy_version=policy.version)]
+    events: list[Event] = [
+        CaseOpened(occurred_at=now, case_id=case_id, case=case, policy_version=policy.version)
+    ]
+    if policy.intake is not None:
+        # the report must be dispatched in time: it never waits without a clock
+        intake = policy.deadline(
+            Clock.INTAKE, Level.COMMUNITY, Severity.MINOR, now, what="dispatch the report"
+        )
+        events.append(DeadlineStarted(occurred_at=now, reason="opened", deadline=intake))
+    return events
 
 
 def decide(
@@ -146,22 +167,33 @@ def _dispatch(
     _step(state, cmd.kind, Step.COLLECT)
     if state.dispatched_at is not None:
         raise DomainError("dispatch: the case is already dispatched; return it first")
+    # an intake clock that ran out passed the dispatch up (state.level: who holds it now)
+    holder = state.level or Level.COMMUNITY
     authz.require(
-        authz.is_officer_at_or_above(cmd.actor, state, Level.COMMUNITY)
-        or cmd.actor.role is Role.SYSTEM,
+        authz.is_officer_at_or_above(cmd.actor, state, holder) or cmd.actor.role is Role.SYSTEM,
         cmd.kind,
         cmd.actor,
-        "may not dispatch: only the case's community admin, street or district officer",
+        "may not dispatch: only the case's community admin, street or district officer"
+        if holder is Level.COMMUNITY
+        else f"may not dispatch: the report passed to the {holder.value} level when its "
+        "intake clock ran out",
     )
-    up = cmd.severity is Severity.HARD or cmd.handling_class is HandlingClass.ESCALATE
+    escalate = cmd.handling_class is HandlingClass.ESCALATE
+    up = cmd.severity is Severity.HARD or escalate
     level = Level.STREET if up else Level.COMMUNITY
+    loop = Loop.first(cmd.severity, escalate)
     # a self-governance case first waits for its community's talk day; its resolve clock
     # starts once deliberated (or once the wait has run out)
     waits = cmd.handling_class is HandlingClass.SELF_GOVERNANCE and policy.deliberation
     first = Clock.DELIBERATE if waits else Clock.RESOLVE
-    deadlines = [policy.deadline(first, level, cmd.severity, now)]
-    if level is Level.COMMUNITY:
+    deadlines = [policy.deadline(first, level, cmd.severity, now, loop=loop)]
+    visit = policy.on_site_for is None or cmd.handling_class in policy.on_site_for
+    if level is Level.COMMUNITY and visit:
         deadlines.append(policy.deadline(Clock.ON_SITE, level, cmd.severity, now))
+    if policy.claim is not None:
+        deadlines.append(
+            policy.deadline(Clock.CLAIM, level, cmd.severity, now, what="claim the case")
+        )
     return [
         CaseDispatched(
             occurred_at=now,
@@ -202,8 +234,13 @@ def _check_in(state: CaseState, cmd: CheckIn, now: datetime, policy: DeadlinePol
         "is not the handler who claimed it",
     )
     on_site = state.deadlines.get(Clock.ON_SITE)
-    # no on-site clock at street level; at community level a missing clock has run out
-    on_time = state.level is not Level.COMMUNITY or (on_site is not None and now < on_site.due_at)
+    if policy.on_site_for is None:
+        # no on-site clock at street level; at community level a missing clock has run out
+        on_time = state.level is not Level.COMMUNITY or (
+            on_site is not None and now < on_site.due_at
+        )
+    else:  # the clock runs only where a visit is needed: late only if it ran out
+        on_time = Clock.ON_SITE not in state.late and (on_site is None or now < on_site.due_at)
     return [HandlerCheckedIn(occurred_at=now, actor=cmd.actor, on_time=on_time)]
 
 
@@ -225,7 +262,7 @@ def _deliberate(
         )
     ]
     if Clock.DELIBERATE in state.deadlines:
-        resolve = policy.deadline(Clock.RESOLVE, state.level, state.severity, now)
+        resolve = policy.deadline(Clock.RESOLVE, state.level, state.severity, now, loop=state.loop)
         events.append(
             DeadlineStarted(
                 occurred_at=now, actor=cmd.actor, reason="deliberated", deadline=resolve
@@ -271,8 +308,9 @@ def _summon(
     state: CaseState, cmd: SummonDepartments, now: datetime, policy: DeadlinePolicy
 ) -> list[Event]:
     _step(state, cmd.kind, Step.RESOLVE)
+    joint = policy.handling_paths and state.handling_class is HandlingClass.JOINT
     authz.require(
-        state.level in (Level.STREET, Level.DISTRICT)
+        (state.level in (Level.STREET, Level.DISTRICT) or joint)
         and authz.is_officer_at_or_above(cmd.actor, state, Level.STREET),
         cmd.kind,
         cmd.actor,
@@ -351,7 +389,7 @@ def _check_department(state: CaseState, department: str, now: datetime) -> list[
 def _report_resolution(
     state: CaseState, cmd: ReportResolution, now: datetime, policy: DeadlinePolicy
 ) -> list[Event]:
-    _step(state, cmd.kind, Step.RESOLVE)
+    _resolution_path(state, cmd, policy)
     authz.require(authz.is_handler(cmd.actor, state), cmd.kind, cmd.actor, "is not a handler")
     missing = [d for d in state.summoned if d not in state.reported]
     if missing:
@@ -360,9 +398,51 @@ def _report_resolution(
         )
     resolve = state.deadlines.get(Clock.RESOLVE)
     on_time = state.on_time and (resolve is None or now < resolve.due_at)
+    feedback = None
+    if policy.feedback is not None:
+        assert state.level is not None and state.severity is not None
+        feedback = policy.deadline(
+            Clock.FEEDBACK, state.level, state.severity, now, what="the resident's feedback"
+        )
     return [
-        ResolutionReported(occurred_at=now, actor=cmd.actor, summary=cmd.summary, on_time=on_time)
+        ResolutionReported(
+            occurred_at=now,
+            actor=cmd.actor,
+            summary=cmd.summary,
+            on_time=on_time,
+            feedback=feedback,
+        )
     ]
+
+
+def _resolution_path(state: CaseState, cmd: ReportResolution, policy: DeadlinePolicy) -> None:
+    """Where the case's way of handling lets a resolution be reported: after the
+    deliberation (step resolve); with the five ways of handling, an immediate case once
+    its handler is on site and an explanation at once (neither is deliberated), and a
+    joint case only once the street has summoned departments."""
+    kind = state.handling_class
+    if not policy.handling_paths:
+        _step(state, cmd.kind, Step.RESOLVE)
+        return
+    if kind is HandlingClass.EXPLANATION:
+        _step(state, cmd.kind, Step.DELIBERATE, Step.RESOLVE)
+        if not state.claimed and state.step is Step.DELIBERATE:
+            raise DomainError("report_resolution: the case is not claimed yet")
+        return
+    if kind is HandlingClass.IMMEDIATE:
+        _step(state, cmd.kind, Step.DELIBERATE, Step.RESOLVE)
+        visit = policy.on_site_for is None or kind in policy.on_site_for
+        if state.level is Level.COMMUNITY and visit and state.checked_in_at is None:
+            raise DomainError(
+                "report_resolution: an immediate case is resolved on site: check in first"
+            )
+        return
+    _step(state, cmd.kind, Step.RESOLVE)
+    if kind is HandlingClass.JOINT and not state.summoned:
+        raise DomainError(
+            "report_resolution: a joint case is resolved with the departments the street "
+            "summons (街道吹哨): summon_departments first"
+        )
 
 
 def _reopened(
@@ -374,7 +454,7 @@ def _reopened(
 ) -> CaseReopened:
     """Back to resolve, with a fresh resolve clock at the case's level."""
     assert state.level is not None and state.severity is not None
-    deadline = policy.deadline(Clock.RESOLVE, state.level, state.severity, now)
+    deadline = policy.deadline(Clock.RESOLVE, state.level, state.severity, now, loop=state.loop)
     return CaseReopened(occurred_at=now, actor=cmd.actor, reason=reason, deadline=deadline)
 
 
@@ -392,18 +472,7 @@ def _feedback(
         "may not record feedback: only the reporting resident or the case's grid staff",
     )
     assert state.level is not None and state.severity is not None
-    revisit = None
-    if cmd.accepted:
-        rule = policy.revisit_rule(state.case.reporter.categories)
-        revisit = policy.deadline(
-            Clock.REVISIT,
-            state.level,
-            state.severity,
-            now,
-            span=rule.within,
-            what=f"{state.severity.value} matter, {state.level.value} level"
-            + (", in person" if rule.in_person else ""),
-        )
+    revisit = _revisit_clock(state, now, policy) if cmd.accepted else None
     events: list[Event] = [
         FeedbackRecorded(
             occurred_at=now,
@@ -430,6 +499,14 @@ def _revisit(
         cmd.actor,
         "may not record a revisit: only the case's grid, community, street or district staff",
     )
+    revisit = state.deadlines.get(Clock.REVISIT)
+    if policy.revisit_earliest is not None and revisit is not None:
+        earliest, _ = policy.end(revisit.started_at, policy.revisit_earliest)
+        if now < earliest:
+            raise DomainError(
+                "record_revisit: too early: a revisit checks that the matter stayed solved, "
+                f"from {earliest.isoformat()} on"
+            )
     if not cmd.in_person and policy.revisit_rule(state.case.reporter.categories).in_person:
         # 三必问四必访; the category itself is personal data and not named
         raise DomainError(
@@ -514,7 +591,59 @@ def _return(
     if state.dispatched_at is None:
         raise DomainError("return_case: the case is not dispatched; there is nothing to return")
     authz.require(authz.is_handler(cmd.actor, state), cmd.kind, cmd.actor, "is not a handler")
-    return [CaseReturned(occurred_at=now, actor=cmd.actor, reason=cmd.reason)]
+    if not policy.reviewed_returns:
+        return [CaseReturned(occurred_at=now, actor=cmd.actor, reason=cmd.reason)]
+    if state.pending_return is not None:
+        raise DomainError("return_case: a return is already waiting for review")
+    assert state.level is not None
+    return [
+        ReturnRequested(
+            occurred_at=now, actor=cmd.actor, reason=cmd.reason, level=state.level, loop=state.loop
+        )
+    ]
+
+
+@_decides(ReviewReturn)
+def _review_return(
+    state: CaseState, cmd: ReviewReturn, now: datetime, policy: DeadlinePolicy
+) -> list[Event]:
+    pending = state.pending_return
+    if pending is None:
+        raise DomainError("review_return: no return is waiting for review")
+    assert state.level is not None and state.severity is not None
+    authz.require(
+        authz.is_officer_at_or_above(cmd.actor, state, state.level)
+        or (cmd.actor.role is Role.COMMUNITY_ADMIN and authz.covers(cmd.actor, state)),
+        cmd.kind,
+        cmd.actor,
+        "may not review a return: only the dispatcher (the case's community admin, or an "
+        "officer of its level or above)",
+    )
+    authz.require(
+        cmd.actor.id != pending.requested_by,
+        cmd.kind,
+        cmd.actor,
+        "may not review a return they asked for themselves",
+    )
+    if not cmd.approved and cmd.assignee is not None:
+        raise DomainError("review_return: assignee: only an approved return names a new handler")
+    if cmd.approved and cmd.assignee is not None and cmd.assignee == pending.requested_by:
+        raise DomainError("review_return: assignee: the handler who returned it")
+    claim = None
+    if cmd.approved and policy.claim is not None:
+        claim = policy.deadline(
+            Clock.CLAIM, state.level, state.severity, now, what="claim the case"
+        )
+    return [
+        ReturnReviewed(
+            occurred_at=now,
+            actor=cmd.actor,
+            approved=cmd.approved,
+            assignee=cmd.assignee if cmd.approved else None,
+            comment=cmd.comment,
+            claim=claim,
+        )
+    ]
 
 
 def _involved(state: CaseState, cmd: Command) -> bool:
@@ -586,32 +715,53 @@ def _deadline_events(
     if d.breached:
         if d.remind_at is not None and now >= d.remind_at:
             # one reminder however late the timer is served, then the next one in the future
+            every = policy.district_reminder
+            if d.clock is Clock.REVISIT and policy.revisit_reminder is not None:
+                every = policy.revisit_reminder
             next_at = d.remind_at
             while next_at <= now:
-                next_at += policy.district_reminder
+                next_at += every
             yield OverdueReminded(
                 **common,
                 level=d.level,
                 due_at=d.due_at,
                 overdue_days=(now - d.due_at).days,
                 next_remind_at=next_at,
+                clock=None if d.clock is Clock.RESOLVE else d.clock,
             )
         return
     if now < d.due_at:
         if not d.warned and now >= d.warn_at:
             yield DeadlineWarned(**common, clock=d.clock, level=d.level, due_at=d.due_at)
         return
-    above = d.level.above()
-    if d.clock is Clock.RESOLVE and above is not None:
-        assert state.severity is not None
-        # The new level's clock starts when the old one ran out, not when the timer was
-        # served, so a late worker never stretches the ladder.
-        yield CaseEscalated(
-            **common,
-            from_level=d.level,
-            to_level=above,
-            deadline=policy.deadline(Clock.RESOLVE, above, state.severity, d.due_at),
-        )
+    # The next clock starts when the old one ran out, not when the timer was served, so a
+    # late worker never stretches the ladder.
+    if d.clock is Clock.RESOLVE and d.loop is not None:
+        above_loop = d.loop.above()
+        if above_loop is not None:
+            assert state.severity is not None
+            yield CaseEscalated(
+                **common,
+                from_level=d.level,
+                to_level=above_loop.level,
+                deadline=policy.deadline(
+                    Clock.RESOLVE, above_loop.level, state.severity, d.due_at, loop=above_loop
+                ),
+                from_loop=d.loop,
+                to_loop=above_loop,
+            )
+            return
+    elif d.clock in LADDER_CLOCKS and d.level.above() is not None:
+        above = d.level.above()
+        assert above is not None
+        if d.clock is Clock.INTAKE:
+            deadline = policy.deadline(
+                Clock.INTAKE, above, Severity.MINOR, d.due_at, what="dispatch the report"
+            )
+        else:
+            assert state.severity is not None
+            deadline = policy.deadline(Clock.RESOLVE, above, state.severity, d.due_at)
+        yield CaseEscalated(**common, from_level=d.level, to_level=above, deadline=deadline)
         return
     if d.clock is Clock.DELIBERATE:
         # the talk day passed without a deliberation: flagged, and the resolve clock runs
@@ -628,17 +778,45 @@ def _deadline_events(
         yield DeadlineStarted(
             occurred_at=now,
             reason="deliberation_missed",
-            deadline=policy.deadline(Clock.RESOLVE, state.level, state.severity, d.due_at),
+            deadline=policy.deadline(
+                Clock.RESOLVE, state.level, state.severity, d.due_at, loop=state.loop
+            ),
         )
         return
-    red = d.clock is Clock.RESOLVE
+    if d.clock is Clock.FEEDBACK:
+        # no answer: not rated, and on to the revisit (which asks the resident)
+        yield FeedbackUnanswered(
+            **common, due_at=d.due_at, revisit=_revisit_clock(state, d.due_at, policy)
+        )
+        return
+    red = d.clock in LADDER_CLOCKS
+    remind_at = None
+    if red:
+        remind_at = d.due_at + policy.district_reminder
+    elif d.clock is Clock.REVISIT and policy.revisit_reminder is not None:
+        remind_at = d.due_at + policy.revisit_reminder
     yield DeadlineBreached(
         **common,
         clock=d.clock,
         level=d.level,
         due_at=d.due_at,
         flag=Flag.RED if red else Flag.YELLOW,
-        remind_at=d.due_at + policy.district_reminder if red else None,
+        remind_at=remind_at,
+    )
+
+
+def _revisit_clock(state: CaseState, start: datetime, policy: DeadlinePolicy) -> Deadline:
+    """The revisit clock from `start`: the policy's limit, or the reporter's stricter one."""
+    assert state.level is not None and state.severity is not None
+    rule = policy.revisit_rule(state.case.reporter.categories)
+    return policy.deadline(
+        Clock.REVISIT,
+        state.level,
+        state.severity,
+        start,
+        span=rule.within,
+        what=f"{state.severity.value} matter, {state.level.value} level"
+        + (", in person" if rule.in_person else ""),
     )
 
 
@@ -732,16 +910,32 @@ def _changes(s: CaseState, e: Event) -> CaseChanges:
                 "severity": e.severity,
                 "handling_class": e.handling_class,
                 "level": e.level,
+                "loop": next((d.loop for d in e.deadlines if d.loop is not None), None),
                 "assignee": e.assignee,
                 "dispatched_at": e.occurred_at,
                 "deadlines": {d.clock: d for d in e.deadlines},
+                "late": _made_good(s, Clock.INTAKE),
             }
         case CaseClaimed():
-            return {"assignee": e.handler, "claimed": True, "step": Step.DELIBERATE}
+            return {
+                "assignee": e.handler,
+                "claimed": True,
+                "step": Step.DELIBERATE,
+                "deadlines": _without(s, Clock.CLAIM),
+                "late": _made_good(s, Clock.CLAIM),
+            }
         case HandlerCheckedIn():
-            return {"checked_in_at": e.occurred_at, "deadlines": _without(s, Clock.ON_SITE)}
+            return {
+                "checked_in_at": e.occurred_at,
+                "deadlines": _without(s, Clock.ON_SITE),
+                "late": _made_good(s, Clock.ON_SITE),
+            }
         case DeliberationRecorded():
-            return {"handling_class": e.handling_class, "step": Step.RESOLVE}
+            return {
+                "handling_class": e.handling_class,
+                "step": Step.RESOLVE,
+                "late": _made_good(s, Clock.DELIBERATE),
+            }
         case DeliberationScheduled():
             return {"talk_day": e.talk_day, "deadlines": _with_deadline(s, e.deadline)}
         case DeadlineStarted():
@@ -765,27 +959,46 @@ def _changes(s: CaseState, e: Event) -> CaseChanges:
                 "flag": s.flag.worst(Flag.YELLOW),
             }
         case ResolutionReported():
+            running = _without(s, Clock.RESOLVE, Clock.ON_SITE, Clock.CLAIM)
             return {
                 "step": Step.FEEDBACK,
                 "resolved_at": e.occurred_at,
                 "on_time": e.on_time,
-                "deadlines": _without(s, Clock.RESOLVE, Clock.ON_SITE),
+                "deadlines": {**running, Clock.FEEDBACK: e.feedback} if e.feedback else running,
                 "pending_extension": None,
+                "pending_return": None,
+                "late": [],
             }
         case FeedbackRecorded():
+            answered = _without(s, Clock.FEEDBACK)
             return {
                 "satisfaction": e.satisfaction,
                 "step": Step.REVISIT if e.accepted else s.step,
-                "deadlines": _with_deadline(s, e.revisit) if e.revisit else s.deadlines,
+                "deadlines": {**answered, Clock.REVISIT: e.revisit} if e.revisit else answered,
+            }
+        case FeedbackUnanswered():
+            return {
+                "satisfaction": None,
+                "feedback_unanswered": True,
+                "step": Step.REVISIT,
+                "deadlines": {**_without(s, Clock.FEEDBACK), Clock.REVISIT: e.revisit},
             }
         case RevisitRecorded():
-            return {"satisfaction": e.satisfaction, "deadlines": _without(s, Clock.REVISIT)}
+            return {
+                "satisfaction": e.satisfaction,
+                "deadlines": _without(s, Clock.REVISIT),
+                "late": _made_good(s, Clock.REVISIT),
+            }
         case CaseReopened():
             return {
                 "step": Step.RESOLVE,
                 "reopen_count": s.reopen_count + 1,
                 "resolved_at": None,
-                "deadlines": {**_without(s, Clock.REVISIT), Clock.RESOLVE: e.deadline},
+                "deadlines": {
+                    **_without(s, Clock.REVISIT, Clock.FEEDBACK),
+                    Clock.RESOLVE: e.deadline,
+                },
+                "loop": e.deadline.loop or s.loop,
             }
         case ExtensionRequested():
             extension = PendingExtension(
@@ -812,6 +1025,25 @@ def _changes(s: CaseState, e: Event) -> CaseChanges:
                 "checked_in_at": None,
                 "deadlines": {},
                 "pending_extension": None,
+                "late": [],
+            }
+        case ReturnRequested():
+            pending = PendingReturn(
+                requested_by=e.actor.id if e.actor else "",
+                requested_at=e.occurred_at,
+                reason=e.reason,
+            )
+            return {"pending_return": pending, "return_count": s.return_count + 1}
+        case ReturnReviewed():
+            if not e.approved:
+                return {"pending_return": None}
+            return {
+                "pending_return": None,
+                "step": Step.COLLECT,
+                "assignee": e.assignee,
+                "claimed": False,
+                "checked_in_at": None,
+                "deadlines": _with_deadline(s, e.claim) if e.claim else s.deadlines,
             }
         case NoteAdded():
             return {"note_count": s.note_count + 1}
@@ -825,17 +1057,31 @@ def _changes(s: CaseState, e: Event) -> CaseChanges:
         case DeadlineBreached():
             return _breached(s, e)
         case CaseEscalated():
+            clock = e.deadline.clock
+            breach = Breach(
+                clock=clock,
+                level=e.from_level,
+                loop=e.from_loop,
+                due_at=e.deadline.started_at,
+                recorded_at=e.occurred_at,
+            )
             return {
                 "level": e.to_level,
+                "loop": e.to_loop or s.loop,
                 "deadlines": _with_deadline(s, e.deadline),
                 "escalation_count": s.escalation_count + 1,
-                "on_time": False,
+                "on_time": s.on_time if clock is Clock.INTAKE else False,
                 "flag": s.flag.worst(Flag.YELLOW),
                 # the named community handler no longer holds a street case
-                "assignee": None,
+                "assignee": None if e.to_level is not e.from_level else s.assignee,
+                "breaches": [*s.breaches, breach],
+                "late": [*_made_good(s, Clock.INTAKE), Clock.INTAKE]
+                if clock is Clock.INTAKE
+                else s.late,
             }
         case OverdueReminded():
-            reminded = s.deadlines[Clock.RESOLVE].changed({"remind_at": e.next_remind_at})
+            clock = e.clock or Clock.RESOLVE
+            reminded = s.deadlines[clock].changed({"remind_at": e.next_remind_at})
             return {"deadlines": _with_deadline(s, reminded)}
         case CaseArchived():
             return {
@@ -844,6 +1090,8 @@ def _changes(s: CaseState, e: Event) -> CaseChanges:
                 "archived_at": e.occurred_at,
                 "deadlines": {},
                 "pending_extension": None,
+                "pending_return": None,
+                "late": [],
             }
         case _:
             assert_never(e)
@@ -851,10 +1099,29 @@ def _changes(s: CaseState, e: Event) -> CaseChanges:
 
 def _breached(s: CaseState, e: DeadlineBreached) -> CaseChanges:
     flag = s.flag.worst(e.flag)
-    if e.clock in (Clock.ON_SITE, Clock.DELIBERATE):
-        return {"flag": flag, "deadlines": _without(s, e.clock)}
+    breach = Breach(
+        clock=e.clock,
+        level=e.level,
+        loop=s.deadlines[e.clock].loop if e.clock in s.deadlines else None,
+        due_at=e.due_at,
+        recorded_at=e.occurred_at,
+    )
+    breaches = [*s.breaches, breach]
+    if e.clock in (Clock.ON_SITE, Clock.DELIBERATE, Clock.CLAIM):
+        # the clock ends; the case stays yellow until it is made good
+        late = [*_made_good(s, e.clock), e.clock]
+        return {"flag": flag, "deadlines": _without(s, e.clock), "breaches": breaches, "late": late}
     breached = s.deadlines[e.clock].changed({"breached": True, "remind_at": e.remind_at})
-    changes: CaseChanges = {"flag": flag, "deadlines": _with_deadline(s, breached)}
+    changes: CaseChanges = {
+        "flag": flag,
+        "deadlines": _with_deadline(s, breached),
+        "breaches": breaches,
+    }
     if e.clock is Clock.RESOLVE:
         changes["on_time"] = False
     return changes
+
+
+def _made_good(s: CaseState, clock: Clock) -> list[Clock]:
+    """The clocks still late once `clock`'s duty is done."""
+    return [c for c in s.late if c is not clock]

@@ -21,6 +21,7 @@ from domain.model import (
     Frozen,
     HandlingClass,
     Level,
+    Loop,
     OrgId,
     Outcome,
     Satisfaction,
@@ -90,7 +91,7 @@ class DeadlineStarted(EventBase):
     self-governance case once deliberated, or once its talk day has passed without it."""
 
     type: Literal["deadline_started"] = "deadline_started"
-    reason: Literal["deliberated", "deliberation_missed"]
+    reason: Literal["deliberated", "deliberation_missed", "opened"]
     deadline: Deadline
 
 
@@ -136,6 +137,18 @@ class ResolutionReported(EventBase):
     type: Literal["resolution_reported"] = "resolution_reported"
     summary: str
     on_time: bool
+    # the feedback clock (policies with one)
+    feedback: Annotated[Deadline | None, Field(exclude_if=lambda v: v is None)] = None
+
+
+class FeedbackUnanswered(EventBase):
+    """The resident did not answer within the feedback clock: recorded as not rated (never
+    as satisfied), and the case goes on to the revisit, which asks them."""
+
+    type: Literal["feedback_unanswered"] = "feedback_unanswered"
+    due_at: datetime
+    revisit: Deadline
+    policy_version: str
 
 
 class FeedbackRecorded(EventBase):
@@ -173,8 +186,31 @@ class ExtensionDecided(EventBase):
 
 
 class CaseReturned(EventBase):
+    """Policies before reviewed returns: the case went back to dispatch, clocks reset."""
+
     type: Literal["case_returned"] = "case_returned"
     reason: str
+
+
+class ReturnRequested(EventBase):
+    """退单: the handler asks to give the case back (wrong grid, wrong level, not a
+    government matter); the dispatcher reviews it, and the clocks keep running."""
+
+    type: Literal["return_requested"] = "return_requested"
+    reason: str
+    level: Level  # the level that held the case: returns are counted per unit
+    loop: Annotated[Loop | None, Field(exclude_if=lambda v: v is None)] = None
+
+
+class ReturnReviewed(EventBase):
+    """The dispatcher's decision on a return: approved (the case goes to another handler,
+    who claims it again) or refused (back to the handler who asked)."""
+
+    type: Literal["return_reviewed"] = "return_reviewed"
+    approved: bool
+    assignee: str | None  # the new handler, when approved and named
+    comment: str | None
+    claim: Annotated[Deadline | None, Field(exclude_if=lambda v: v is None)] = None
 
 
 class NoteAdded(EventBase):
@@ -217,6 +253,9 @@ class CaseEscalated(EventBase):
     to_level: Level
     deadline: Deadline
     policy_version: str
+    # the loops of 7135 (policies with loops); a loop change may keep the level
+    from_loop: Annotated[Loop | None, Field(exclude_if=lambda v: v is None)] = None
+    to_loop: Annotated[Loop | None, Field(exclude_if=lambda v: v is None)] = None
 
 
 class OverdueReminded(EventBase):
@@ -228,6 +267,8 @@ class OverdueReminded(EventBase):
     overdue_days: int
     next_remind_at: datetime
     policy_version: str
+    # the overdue clock; None: the resolve clock (all that reminded before 2026.3)
+    clock: Annotated[Clock | None, Field(exclude_if=lambda v: v is None)] = None
 
 
 class CaseArchived(EventBase):
@@ -254,6 +295,9 @@ Event = Annotated[
     | ExtensionRequested
     | ExtensionDecided
     | CaseReturned
+    | ReturnRequested
+    | ReturnReviewed
+    | FeedbackUnanswered
     | NoteAdded
     | CaseWithdrawn
     | CaseMerged

@@ -113,6 +113,38 @@ class Level(StrEnum):
         return order[index + 1] if index + 1 < len(order) else None
 
 
+class Loop(StrEnum):
+    """The loops of the 7135 rule: a minor matter is closed in the micro-grid within a
+    day, a major one in the grid's small loop within three days, a hard one in the
+    street's big loop within five; the district is above the street. A loop whose clock
+    runs out passes the case to the next loop up."""
+
+    MICRO_GRID = "micro_grid"  # 微网格
+    GRID = "grid"  # 网格小循环
+    STREET = "street"  # 街道大循环
+    DISTRICT = "district"
+
+    def above(self) -> Loop | None:
+        order = list(Loop)
+        index = order.index(self)
+        return order[index + 1] if index + 1 < len(order) else None
+
+    @property
+    def level(self) -> Level:
+        """The organisation that holds a case in this loop."""
+        if self in (Loop.MICRO_GRID, Loop.GRID):
+            return Level.COMMUNITY
+        return Level.STREET if self is Loop.STREET else Level.DISTRICT
+
+    @staticmethod
+    def first(severity: Severity, escalate: bool) -> Loop:
+        """Where a dispatched matter starts: by its severity, or the street's loop at once
+        for a case handled by escalation (上报攻坚)."""
+        if escalate or severity is Severity.HARD:
+            return Loop.STREET
+        return Loop.GRID if severity is Severity.MAJOR else Loop.MICRO_GRID
+
+
 class Severity(StrEnum):
     MINOR = "minor"  # 小事: closed within a day in the micro-grid
     MAJOR = "major"  # 大事: within three days in the grid's small loop

@@ -15,7 +15,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, Field, field_validator
 
 from domain.calendar import WorkCalendar, start_of_day, working_days_end
-from domain.model import Frozen, Level, ResidentCategory, Severity, replaced
+from domain.model import (
+    Frozen,
+    HandlingClass,
+    Level,
+    Loop,
+    ResidentCategory,
+    Severity,
+    replaced,
+)
 
 
 def _positive(value: timedelta) -> timedelta:
@@ -45,11 +53,31 @@ class Clock(StrEnum):
     REVISIT = "revisit"  # feedback accepted -> record_revisit
     DELIBERATE = "deliberate"  # self-governance dispatch -> record_deliberation (talk day)
     DEPARTMENT = "department"  # summon_departments -> that department's report
+    INTAKE = "intake"  # opening (or a return approved) -> dispatch
+    CLAIM = "claim"  # dispatch -> claim (秒认领)
+    FEEDBACK = "feedback"  # report_resolution -> the resident's feedback
+
+
+# Clocks that pass the case to the level (or loop) above when they run out, and turn it
+# red once the district's has run out too.
+LADDER_CLOCKS = (Clock.RESOLVE, Clock.INTAKE)
 
 
 class CommunityLimits(Frozen):
     minor: Span = timedelta(days=1)
     major: Span = timedelta(days=3)
+
+
+class LoopLimits(Frozen):
+    """The time each loop of the 7135 rule has for a case, from when the case enters it."""
+
+    micro_grid: Span = timedelta(days=1)
+    grid: Span = timedelta(days=3)
+    street: Span = timedelta(days=5)
+    district: Span = timedelta(days=5)
+
+    def of(self, loop: Loop) -> Span:
+        return getattr(self, loop.value)  # type: ignore[no-any-return]
 
 
 class RevisitRule(Frozen):
@@ -82,6 +110,34 @@ class DeadlinePolicy(Frozen):
     # Holidays and make-up working days for limits in working days; without one (or
     # beyond its years) Monday to Friday count and the deadline's label says so.
     calendar: WorkCalendar | None = None
+    # Version 2026.3 (docs/rules.md): no open case waits without a running clock, the
+    # three loops of 7135, the five ways of handling, reviewed returns, the light apart
+    # from the record. Each rule is off in a policy that lacks its field.
+    # The report must be dispatched within this, by the community; then by the street,
+    # then the district (a fresh clock at each), overdue reminders after the district's.
+    intake: Span | None = None
+    # A dispatched case must be claimed within this (秒认领); late: recorded, yellow.
+    claim: Span | None = None
+    # The resident's feedback after the resolution; no answer within this: recorded as
+    # not rated and the case goes on to the revisit.
+    feedback: Span | None = None
+    # The revisit is recorded no earlier than this after the feedback (or its absence).
+    revisit_earliest: Span | None = None
+    # A missed revisit reminds this often until it is recorded.
+    revisit_reminder: Limit | None = None
+    # The loops of 7135 for the resolve clock (replacing the level limits above).
+    loops: LoopLimits | None = None
+    # The handling classes whose handler must be on site within `on_site` (community
+    # level); None: every class.
+    on_site_for: list[HandlingClass] | None = None
+    # The five ways of handling change the path (immediate: resolved after check-in with
+    # no deliberation; explanation: explained, no visit; joint: departments summoned
+    # before the resolution).
+    handling_paths: bool = False
+    # A return (退单) is a request the dispatcher reviews; the resolve clock keeps running.
+    reviewed_returns: bool = False
+    # The flag the UI filters on is the current light, not the worst colour so far.
+    flag_is_light: bool = False
 
     @field_validator("timezone")
     @classmethod
@@ -105,7 +161,17 @@ class DeadlinePolicy(Frozen):
             return self.resolve_street
         return self.resolve_district
 
-    def limit(self, clock: Clock, level: Level, severity: Severity) -> Span:
+    def limit(
+        self, clock: Clock, level: Level, severity: Severity, loop: Loop | None = None
+    ) -> Span:
+        if clock is Clock.RESOLVE and loop is not None and self.loops is not None:
+            return self.loops.of(loop)
+        if clock is Clock.INTAKE and self.intake is not None:
+            return self.intake
+        if clock is Clock.CLAIM and self.claim is not None:
+            return self.claim
+        if clock is Clock.FEEDBACK and self.feedback is not None:
+            return self.feedback
         if clock is Clock.ON_SITE:
             return self.on_site
         if clock is Clock.REVISIT:
@@ -138,13 +204,17 @@ class DeadlinePolicy(Frozen):
         *,
         span: Span | None = None,
         what: str | None = None,
+        loop: Loop | None = None,
     ) -> Deadline:
         """The clock `clock` from `start`: the policy's limit (or `span`), warned at the
         policy's ratio of the natural time to its end. `what` replaces the matter and
-        level in the label (e.g. a department's name)."""
-        span = self.limit(clock, level, severity) if span is None else span
+        level in the label (e.g. a department's name); `loop`, with the policy's loops,
+        chooses the resolve limit and is kept on the clock."""
+        loop = loop if self.loops is not None else None
+        span = self.limit(clock, level, severity, loop) if span is None else span
         due, note = self.end(start, span)
-        subject = what or f"{severity.value} matter, {level.value} level"
+        where = f"{loop.value} loop" if loop is not None else f"{level.value} level"
+        subject = what or f"{severity.value} matter, {where}"
         return Deadline(
             clock=clock,
             level=level,
@@ -153,6 +223,7 @@ class DeadlinePolicy(Frozen):
             warn_at=start + (due - start) * self.warn_ratio,
             label=f"{clock.value}: {subject}, {format_span(span)}{note}",
             policy_version=self.version,
+            loop=loop,
         )
 
     def talk_day_deadline(self, level: Level, started_at: datetime, talk_day: date) -> Deadline:
@@ -207,6 +278,9 @@ class Deadline(Frozen):
     warned: bool = False
     breached: bool = False
     remind_at: datetime | None = None  # next daily warning once breached at district
+    # the 7135 loop of a resolve clock (policies with loops); left out of the JSON when
+    # None, so clocks recorded before loops existed keep their exact content
+    loop: Annotated[Loop | None, Field(exclude_if=lambda v: v is None)] = None
 
     def next_wake(self) -> datetime | None:
         """When this clock next needs the workflow's attention, if ever."""
@@ -258,7 +332,7 @@ def format_local(at: datetime, timezone: str) -> str:
 
 
 DEFAULT_POLICY = DeadlinePolicy(
-    version="7135-2026.2",
+    version="7135-2026.3",
     # a weekly talk day is at most a week away; the agenda sets the exact day
     deliberation=timedelta(days=8),
     department=WorkingDays(working_days=3),
@@ -268,8 +342,21 @@ DEFAULT_POLICY = DeadlinePolicy(
         ResidentCategory.HOUSEHOLD_IN_DIFFICULTY: RevisitRule(within=timedelta(days=3)),
         ResidentCategory.ELDERLY_LIVING_ALONE: RevisitRule(within=timedelta(days=3)),
     },
+    intake=timedelta(hours=2),
+    claim=timedelta(hours=1),
+    feedback=timedelta(days=3),
+    revisit_earliest=timedelta(days=1),
+    revisit_reminder=timedelta(days=1),
+    loops=LoopLimits(),
+    on_site_for=[HandlingClass.IMMEDIATE, HandlingClass.JOINT, HandlingClass.ESCALATE],
+    handling_paths=True,
+    reviewed_returns=True,
+    flag_is_light=True,
 )
-"""The built-in policy (7135, seed 004). Version 2026.2 added the deliberation clock,
-department clocks in working days and the revisit rules; 2026.1 had none of them. The
-calendar is attached where the policy is loaded (infra.settings), from the
-chinese-calendar package."""
+"""The built-in policy (7135; every rule and limit with its source: docs/rules.md).
+Version 2026.3 added the intake, claim and feedback clocks, the earliest revisit and the
+reminders of a missed one, the three loops, the on-site clock only where a visit is
+needed, the five ways of handling, reviewed returns and the light; 2026.2 added the
+deliberation clock, department clocks in working days and the revisit rules; 2026.1 had
+none of them. The calendar is attached where the policy is loaded (infra.settings), from
+the chinese-calendar package."""

@@ -11,6 +11,7 @@ from domain.model import (
     Frozen,
     HandlingClass,
     Level,
+    Loop,
     OrgId,
     Outcome,
     Satisfaction,
@@ -18,7 +19,7 @@ from domain.model import (
     Step,
     replaced,
 )
-from domain.policy import Clock, Deadline
+from domain.policy import LADDER_CLOCKS, Clock, Deadline
 
 
 class PendingExtension(Frozen):
@@ -26,6 +27,22 @@ class PendingExtension(Frozen):
     requested_at: datetime
     extra: timedelta
     reason: str
+
+
+class PendingReturn(Frozen):
+    requested_by: str
+    requested_at: datetime
+    reason: str
+
+
+class Breach(Frozen):
+    """One clock that ran out: the case's record (rankings count these, never warnings)."""
+
+    clock: Clock
+    level: Level  # the level that held the case when the clock ran out
+    loop: Loop | None = None
+    due_at: datetime
+    recorded_at: datetime
 
 
 class CaseState(Frozen):
@@ -63,6 +80,33 @@ class CaseState(Frozen):
     outcome: Outcome | None = None
     merged_into: str | None = None
     archived_at: datetime | None = None
+    # policies of 2026.3 on (docs/rules.md)
+    loop: Loop | None = None  # the 7135 loop that holds the case
+    pending_return: PendingReturn | None = None
+    # clocks other than the resolve clock that ran out and are not made good yet (the
+    # on-site clock until the check-in, the claim clock until the claim, ...)
+    late: list[Clock] = []
+    breaches: list[Breach] = []
+    feedback_unanswered: bool = False  # the resident did not answer: not rated
+
+    @property
+    def light(self) -> Flag:
+        """The case's light now: red while a clock is overdue at the district; yellow while
+        a clock is in its warning band or overdue below the district, or another clock ran
+        out and is not made good; green otherwise (a case finished in time is green)."""
+        running = list(self.deadlines.values())
+        if any(
+            d.breached and d.level is Level.DISTRICT and d.clock in LADDER_CLOCKS for d in running
+        ):
+            return Flag.RED
+        departments = [
+            c
+            for name, c in self.department_deadlines.items()
+            if name not in self.reported and (c.warned or c.breached)
+        ]
+        if any(d.warned or d.breached for d in running) or self.late or departments:
+            return Flag.YELLOW
+        return Flag.GREEN
 
     @property
     def archived(self) -> bool:
@@ -80,8 +124,11 @@ class CaseState(Frozen):
 
     @property
     def due_at(self) -> datetime | None:
-        resolve = self.deadlines.get(Clock.RESOLVE) or self.deadlines.get(Clock.REVISIT)
-        return resolve.due_at if resolve else None
+        """The due time of the step's main clock: resolve, revisit, feedback or intake."""
+        for clock in (Clock.RESOLVE, Clock.REVISIT, Clock.FEEDBACK, Clock.INTAKE):
+            if clock in self.deadlines:
+                return self.deadlines[clock].due_at
+        return None
 
 
 class CaseChanges(TypedDict, total=False):
@@ -118,6 +165,11 @@ class CaseChanges(TypedDict, total=False):
     outcome: Outcome | None
     merged_into: str | None
     archived_at: datetime | None
+    loop: Loop | None
+    pending_return: PendingReturn | None
+    late: list[Clock]
+    breaches: list[Breach]
+    feedback_unanswered: bool
 
 
 def evolve_fields(state: CaseState, changes: CaseChanges) -> CaseState:
@@ -141,6 +193,9 @@ class CaseSummary(Frozen):
     due_at: datetime | None
     reopen_count: int
     escalation_count: int
+    light: Flag | None = None  # the light now (flag: the worst colour so far)
+    loop: Loop | None = None
+    pending_return: bool = False
 
 
 class CaseRecord(Frozen):
@@ -181,6 +236,9 @@ def summary(state: CaseState) -> CaseSummary:
         due_at=state.due_at,
         reopen_count=state.reopen_count,
         escalation_count=state.escalation_count,
+        light=state.light,
+        loop=state.loop,
+        pending_return=state.pending_return is not None,
     )
 
 

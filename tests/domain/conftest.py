@@ -27,8 +27,9 @@ from domain.commands import (
 from domain.decider import apply_batch, decide, expected_case_id, open_case
 from domain.events import Event
 from domain.model import Actor, HandlingClass, Level, Role, Satisfaction, Severity, Step
-from domain.policy import DEFAULT_POLICY, DeadlinePolicy
+from domain.policy import DeadlinePolicy
 from domain.state import CaseState
+from policies import POLICY_2026_2
 
 CST = timezone(timedelta(hours=8), "Asia/Shanghai")
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=CST)  # a Tuesday, the weekly talk day
@@ -89,7 +90,7 @@ def run(
     state: CaseState,
     command: Command | CheckDeadlines,
     now: datetime,
-    policy: DeadlinePolicy = DEFAULT_POLICY,
+    policy: DeadlinePolicy = POLICY_2026_2,
 ) -> tuple[CaseState, list[Event]]:
     """Decide, number the events, fold them in: the workflow's step, without the workflow."""
     return apply_batch(state, decide(state, command, now, policy))
@@ -101,7 +102,7 @@ class Story:
 
     state: CaseState
     events: list[Event]
-    policy: DeadlinePolicy = DEFAULT_POLICY
+    policy: DeadlinePolicy = POLICY_2026_2
     severity: Severity = Severity.MINOR
     handling_class: HandlingClass = HandlingClass.IMMEDIATE
 
@@ -186,7 +187,7 @@ class Story:
 
 
 def new_story(
-    policy: DeadlinePolicy = DEFAULT_POLICY,
+    policy: DeadlinePolicy = POLICY_2026_2,
     severity: Severity = Severity.MINOR,
     handling_class: HandlingClass = HandlingClass.IMMEDIATE,
     **case: Any,
@@ -227,5 +228,5 @@ def open_payload_of() -> Callable[..., dict[str, Any]]:
 
 @pytest.fixture
 def runner() -> Callable[..., tuple[CaseState, list[Event]]]:
-    """runner(state, command, now, policy=DEFAULT_POLICY) -> (new state, stamped events)."""
+    """runner(state, command, now, policy=POLICY_2026_2) -> (new state, stamped events)."""
     return run

@@ -325,6 +325,7 @@ def test_the_update_names_are_the_public_contract() -> None:
         "request_extension",
         "decide_extension",
         "return_case",
+        "review_return",
         "add_note",
         "withdraw",
         "merge_into",

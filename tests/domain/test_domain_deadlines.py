@@ -30,7 +30,8 @@ from domain.events import (
     ResolutionReported,
 )
 from domain.model import Flag, HandlingClass, Level, Outcome, Satisfaction, Severity, Step
-from domain.policy import DEFAULT_POLICY, Clock, DeadlinePolicy
+from domain.policy import Clock, DeadlinePolicy
+from policies import POLICY_2026_2
 
 if TYPE_CHECKING:  # the builders live in this directory's conftest.py (fixtures)
     from conftest import Actors, Story
@@ -493,6 +494,6 @@ def test_next_wake_is_the_earliest_clock(story: NewStory, actors: Actors) -> Non
 def test_check_deadlines_is_pure(story: NewStory) -> None:
     s = resolving(story)
     before = s.state
-    events = decide(before, CheckDeadlines(), s.DISPATCH_AT + DAY, DEFAULT_POLICY)
+    events = decide(before, CheckDeadlines(), s.DISPATCH_AT + DAY, POLICY_2026_2)
     assert types(events) == ["case_escalated"]
     assert s.state is before and before.level is Level.COMMUNITY

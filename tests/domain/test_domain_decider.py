@@ -25,6 +25,7 @@ from domain.commands import (
     ReportResolution,
     RequestExtension,
     ReturnCase,
+    ReviewReturn,
     ScheduleDeliberation,
     SummonDepartments,
     Withdraw,
@@ -63,7 +64,8 @@ from domain.model import (
     Severity,
     Step,
 )
-from domain.policy import DEFAULT_POLICY, Clock
+from domain.policy import Clock
+from policies import POLICY_2026_2
 
 if TYPE_CHECKING:  # the builders live in this directory's conftest.py (fixtures)
     from conftest import Actors, Story
@@ -91,7 +93,7 @@ def street_case(story: NewStory, to: Step = Step.RESOLVE) -> Story:
 def test_open_case(t0: datetime, open_payload_of: Callable[..., dict[str, object]]) -> None:
     case = parse_open_case(open_payload_of())
     assert expected_case_id(case) == "case-hotline_12345-T-0001"
-    [event] = open_case("case-hotline_12345-T-0001", case, t0, DEFAULT_POLICY)
+    [event] = open_case("case-hotline_12345-T-0001", case, t0, POLICY_2026_2)
     assert isinstance(event, CaseOpened)
     assert event.case_id == "case-hotline_12345-T-0001"
     assert event.case == case
@@ -118,7 +120,7 @@ def test_a_source_ticket_fixes_the_case_id(
     with pytest.raises(
         DomainError, match=r"^OpenCase: case id must be case-hotline_12345-<source_ref> for a case"
     ):
-        open_case(case_id, case, t0, DEFAULT_POLICY)
+        open_case(case_id, case, t0, POLICY_2026_2)
 
 
 def test_without_a_source_ticket_the_id_starts_with_the_source(
@@ -127,10 +129,10 @@ def test_without_a_source_ticket_the_id_starts_with_the_source(
     case = parse_open_case(open_payload_of(source="visit", source_ref=None))
     assert expected_case_id(case) is None
     case_id = "case-visit-0b6f3a2e-6f1e-4c1a-9a65-2b1f0c1d2e3f"
-    [event] = open_case(case_id, case, t0, DEFAULT_POLICY)
+    [event] = open_case(case_id, case, t0, POLICY_2026_2)
     assert isinstance(event, CaseOpened) and event.case_id == case_id
     with pytest.raises(DomainError, match=r"^OpenCase: case id must start with case-visit-"):
-        open_case("case-patrol-0b6f3a2e", case, t0, DEFAULT_POLICY)
+        open_case("case-patrol-0b6f3a2e", case, t0, POLICY_2026_2)
 
 
 @pytest.mark.parametrize(
@@ -141,7 +143,7 @@ def test_a_malformed_case_id_is_refused_not_a_crash(
 ) -> None:
     case = parse_open_case(open_payload_of(source="visit", source_ref=None))
     with pytest.raises(DomainError, match=r"^OpenCase: case id must match"):
-        open_case(case_id, case, t0, DEFAULT_POLICY)
+        open_case(case_id, case, t0, POLICY_2026_2)
 
 
 # ------------------------------------------------------------------ dispatch
@@ -1162,6 +1164,7 @@ def test_an_archived_case_accepts_nothing(story: NewStory, actors: Actors) -> No
         RequestExtension(actor=actors.grid_worker, extra=DAY, reason="r"),
         DecideExtension(actor=actors.street_officer, approved=True),
         ReturnCase(actor=actors.grid_worker, reason="r"),
+        ReviewReturn(actor=actors.community_admin, approved=True),
         AddNote(actor=actors.resident, text="thanks"),
         Withdraw(actor=actors.resident, reason="r"),
         MergeInto(actor=actors.system, target_case_id="case-visit-V-1"),
@@ -1174,7 +1177,7 @@ def test_an_archived_case_accepts_nothing(story: NewStory, actors: Actors) -> No
             later,
             f"^{command.kind}: the case is archived and accepts no more commands$",
         )
-    assert decide(s.state, CheckDeadlines(), later + 30 * DAY, DEFAULT_POLICY) == []
+    assert decide(s.state, CheckDeadlines(), later + 30 * DAY, POLICY_2026_2) == []
 
 
 def test_a_withdrawn_case_accepts_nothing_either(

@@ -10,17 +10,17 @@ from pydantic import ValidationError
 
 from domain.model import Flag, Level, Severity
 from domain.policy import (
-    DEFAULT_POLICY,
     Clock,
     CommunityLimits,
     Deadline,
     DeadlinePolicy,
     format_duration,
 )
+from policies import POLICY_2026_2
 
 
 def test_the_7135_defaults() -> None:
-    p = DEFAULT_POLICY
+    p = POLICY_2026_2
     assert p.version == "7135-2026.2"
     assert p.timezone == "Asia/Shanghai"
     assert p.warn_ratio == 0.8
@@ -45,15 +45,15 @@ def test_the_7135_defaults() -> None:
     ],
 )
 def test_resolve_limits(level: Level, severity: Severity, limit: timedelta) -> None:
-    assert DEFAULT_POLICY.resolve_limit(level, severity) == limit
-    assert DEFAULT_POLICY.limit(Clock.RESOLVE, level, severity) == limit
+    assert POLICY_2026_2.resolve_limit(level, severity) == limit
+    assert POLICY_2026_2.limit(Clock.RESOLVE, level, severity) == limit
 
 
 def test_on_site_and_revisit_limits_do_not_depend_on_level_or_severity() -> None:
     for level in Level:
         for severity in Severity:
-            assert DEFAULT_POLICY.limit(Clock.ON_SITE, level, severity) == timedelta(minutes=7)
-            assert DEFAULT_POLICY.limit(Clock.REVISIT, level, severity) == timedelta(days=7)
+            assert POLICY_2026_2.limit(Clock.ON_SITE, level, severity) == timedelta(minutes=7)
+            assert POLICY_2026_2.limit(Clock.REVISIT, level, severity) == timedelta(days=7)
 
 
 def test_a_policy_of_its_own() -> None:
@@ -122,7 +122,7 @@ def test_a_policy_of_its_own() -> None:
 def test_deadline(
     t0: datetime, clock: Clock, level: Level, severity: Severity, limit: timedelta, label: str
 ) -> None:
-    d = DEFAULT_POLICY.deadline(clock, level, severity, t0)
+    d = POLICY_2026_2.deadline(clock, level, severity, t0)
     assert d.clock is clock and d.level is level
     assert d.started_at == t0
     assert d.due_at == t0 + limit
@@ -133,9 +133,9 @@ def test_deadline(
 
 
 def test_the_warning_comes_at_80_percent(t0: datetime) -> None:
-    on_site = DEFAULT_POLICY.deadline(Clock.ON_SITE, Level.COMMUNITY, Severity.MINOR, t0)
+    on_site = POLICY_2026_2.deadline(Clock.ON_SITE, Level.COMMUNITY, Severity.MINOR, t0)
     assert on_site.warn_at - t0 == timedelta(minutes=5, seconds=36)
-    minor = DEFAULT_POLICY.deadline(Clock.RESOLVE, Level.COMMUNITY, Severity.MINOR, t0)
+    minor = POLICY_2026_2.deadline(Clock.RESOLVE, Level.COMMUNITY, Severity.MINOR, t0)
     assert minor.warn_at - t0 == timedelta(hours=19, minutes=12)
 
 
@@ -147,7 +147,7 @@ def test_the_deadline_carries_the_version_of_its_policy(t0: datetime) -> None:
 
 
 def _deadline(t0: datetime, **changes: Any) -> Deadline:
-    d = DEFAULT_POLICY.deadline(Clock.RESOLVE, Level.COMMUNITY, Severity.MINOR, t0)
+    d = POLICY_2026_2.deadline(Clock.RESOLVE, Level.COMMUNITY, Severity.MINOR, t0)
     return d.model_copy(update=changes)
 
 
@@ -172,7 +172,7 @@ def test_next_wake_skips_a_warning_that_would_not_come_before_the_end(t0: dateti
 def test_moved_recomputes_the_warning_from_the_start(t0: datetime) -> None:
     d = _deadline(t0)
     new_due = d.due_at + timedelta(days=1)
-    moved = d.moved(new_due, DEFAULT_POLICY, t0 + timedelta(hours=1))
+    moved = d.moved(new_due, POLICY_2026_2, t0 + timedelta(hours=1))
     assert moved.started_at == t0
     assert moved.due_at == new_due
     assert moved.warn_at == t0 + timedelta(days=2) * 0.8
@@ -185,10 +185,10 @@ def test_moved_keeps_a_warning_that_still_stands(t0: datetime) -> None:
     d = _deadline(t0, warned=True)
     now = t0 + timedelta(hours=23)
     # the new warning (80 % of 1 day 2 hours = 20h48m) is already past: still warned
-    kept = d.moved(d.due_at + timedelta(hours=2), DEFAULT_POLICY, now)
+    kept = d.moved(d.due_at + timedelta(hours=2), POLICY_2026_2, now)
     assert kept.warned
     # the new warning (80 % of 2 days) lies ahead: it will be given again
-    again = d.moved(d.due_at + timedelta(days=1), DEFAULT_POLICY, now)
+    again = d.moved(d.due_at + timedelta(days=1), POLICY_2026_2, now)
     assert not again.warned
     assert again.next_wake() == again.warn_at == t0 + timedelta(hours=38, minutes=24)
 

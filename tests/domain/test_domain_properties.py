@@ -74,8 +74,9 @@ from domain.model import (
     Source,
     Step,
 )
-from domain.policy import DEFAULT_POLICY, Clock, CommunityLimits, DeadlinePolicy
+from domain.policy import DEFAULT_POLICY, Clock, CommunityLimits, DeadlinePolicy, LoopLimits
 from domain.state import CaseState
+from policies import POLICY_2026_2 as DEFAULT_POLICY_2026_2
 
 if TYPE_CHECKING:  # the builders live in this directory's conftest.py (fixtures)
     from conftest import Actors, Story
@@ -99,12 +100,15 @@ MOVES: dict[tuple[Step, Step], set[str]] = {
     (Step.COLLECT, Step.DELIBERATE): {"case_claimed"},
     (Step.DELIBERATE, Step.RESOLVE): {"deliberation_recorded"},
     (Step.RESOLVE, Step.FEEDBACK): {"resolution_reported"},
-    (Step.FEEDBACK, Step.REVISIT): {"feedback_recorded"},
     (Step.REVISIT, Step.ARCHIVE): {"case_archived"},
     (Step.FEEDBACK, Step.RESOLVE): {"case_reopened"},
     (Step.REVISIT, Step.RESOLVE): {"case_reopened"},
-    (Step.DELIBERATE, Step.COLLECT): {"case_returned"},
-    (Step.RESOLVE, Step.COLLECT): {"case_returned"},
+    (Step.DELIBERATE, Step.COLLECT): {"case_returned", "return_reviewed"},
+    (Step.RESOLVE, Step.COLLECT): {"case_returned", "return_reviewed"},
+    # the five ways of handling: an immediate case or an explanation is not deliberated
+    (Step.DELIBERATE, Step.FEEDBACK): {"resolution_reported"},
+    # no answer within the feedback clock
+    (Step.FEEDBACK, Step.REVISIT): {"feedback_recorded", "feedback_unanswered"},
     **{(step, Step.ARCHIVE): {"case_archived"} for step in list(Step)[:-2]},
 }
 FLAGS = list(Flag)
@@ -163,6 +167,7 @@ INSIDERS: dict[str, list[str]] = {
     "request_extension": HANDLERS,
     "decide_extension": SUPERVISORS,
     "return_case": HANDLERS,
+    "review_return": ["community_admin", "community_admin_2", "street_officer", "grid_worker"],
     "add_note": ["reporter", "grid_worker", "system", "water", "parks"],
     "withdraw": ["reporter", "community_admin", "phone_resident"],
     "merge_into": ["system", "community_admin"],
@@ -246,6 +251,10 @@ PAYLOADS: dict[str, st.SearchStrategy[dict[str, Any]]] = {
         {"approved": st.booleans()}, optional={"comment": TEXT}
     ),
     "return_case": st.fixed_dictionaries({"reason": TEXT}),
+    "review_return": st.fixed_dictionaries(
+        {"approved": st.booleans()},
+        optional={"assignee": st.sampled_from([None, "gw-1", "gw-2"]), "comment": TEXT},
+    ),
     "add_note": st.fixed_dictionaries({"text": TEXT}),
     "withdraw": st.fixed_dictionaries({"reason": TEXT}),
     "merge_into": st.fixed_dictionaries(
@@ -274,6 +283,7 @@ ARCHIVE_PAYLOADS: dict[str, dict[str, Any]] = {
     "request_extension": {"extra": 86400, "reason": "parts on order"},
     "decide_extension": {"approved": True},
     "return_case": {"reason": "wrong grid"},
+    "review_return": {"approved": True},
     "add_note": {"text": "called {name} on {phone}"},
     "withdraw": {"reason": "solved by itself"},
     "merge_into": {"target_case_id": "case-visit-4b1d"},
@@ -306,6 +316,23 @@ NAMES = st.sampled_from(["王阿姨", "Zhao Xiaoming", "欧阳 建国"])
 LIMITS = st.sampled_from([timedelta(minutes=m) for m in (7, 60, 480, 1440, 4320, 7200, 10080)])
 POLICIES = st.one_of(
     st.just(DEFAULT_POLICY),
+    st.just(DEFAULT_POLICY_2026_2),
+    # the rules of 2026.3 with other limits
+    st.builds(
+        lambda limits, **spans: DEFAULT_POLICY.model_copy(
+            update={"version": "prop-2026.3", "loops": LoopLimits(**limits), **spans}
+        ),
+        limits=st.fixed_dictionaries(
+            {"micro_grid": LIMITS, "grid": LIMITS, "street": LIMITS, "district": LIMITS}
+        ),
+        intake=LIMITS,
+        claim=LIMITS,
+        feedback=LIMITS,
+        revisit=LIMITS,
+        revisit_earliest=LIMITS,
+        revisit_reminder=LIMITS,
+        on_site=LIMITS,
+    ),
     st.builds(
         DeadlinePolicy,
         version=st.just("prop-2026.1"),
@@ -318,6 +345,14 @@ POLICIES = st.one_of(
         district_reminder=LIMITS,
     ),
 )
+
+
+# Whether the policy holds the rules of 2026.3, under which no open case waits without a
+# running clock.
+def every_step_has_a_clock(policy: DeadlinePolicy) -> bool:
+    return None not in (policy.intake, policy.feedback, policy.revisit_reminder, policy.claim)
+
+
 PHONES = st.from_regex(r"1[3-9][0-9]{9}", fullmatch=True)
 
 
@@ -449,14 +484,25 @@ class CaseLife(RuleBasedStateMachine):
             return ["claim", "claim", "return_case"] if state.dispatched_at else ["dispatch"]
         if state.pending_extension:
             return ["decide_extension"]
+        if state.pending_return:
+            return ["review_return"]
         if state.step is Step.DELIBERATE:
             on_site = [] if state.checked_in_at else ["check_in"]
-            return ["record_deliberation", "request_extension", *on_site]
+            # with the five ways of handling, an immediate case or an explanation is
+            # resolved without a deliberation
+            direct = (
+                ["report_resolution"]
+                if self.policy.handling_paths
+                and state.handling_class in (HandlingClass.IMMEDIATE, HandlingClass.EXPLANATION)
+                else []
+            )
+            return ["record_deliberation", "request_extension", *on_site, *direct]
         if state.step is Step.RESOLVE:
             waiting = [d for d in state.summoned if d not in state.reported]
             if waiting:
                 return ["record_department_report"]
-            summon = [] if state.level is Level.COMMUNITY else ["summon_departments"]
+            joint = self.policy.handling_paths and state.handling_class is HandlingClass.JOINT
+            summon = ["summon_departments"] if state.level is not Level.COMMUNITY or joint else []
             return ["report_resolution", "request_extension", *summon]
         if state.step is Step.FEEDBACK:
             return ["record_feedback"]
@@ -527,6 +573,16 @@ class CaseLife(RuleBasedStateMachine):
             self.apply(CheckDeadlines(), 0)
         raise AssertionError(f"still due at {self.now} after 7 checks: {self.state.deadlines}")
 
+    @rule(times=st.integers(1, 8))
+    def left_alone(self, times: int) -> None:
+        """Nobody acts: the case's timers fire at its successive wakes (warnings, breaches,
+        escalations, reminders, a resident who never answers), whatever step it is in."""
+        for _ in range(times):
+            wake = self.state.next_wake()
+            if wake is None:
+                return
+            self.apply(CheckDeadlines(), max(0.0, (wake[0] - self.now).total_seconds()))
+
     def right_actor(self, name: str) -> str | None:
         """Who would send `name` on the standard path, as far as the pool has them."""
         state = self.state
@@ -559,6 +615,9 @@ class CaseLife(RuleBasedStateMachine):
             return "reporter"
         if name == "record_revisit":
             return "grid_worker"
+        if name == "review_return" and state.pending_return:
+            by = state.pending_return.requested_by
+            return "community_admin_2" if by == "ca-1" else "community_admin"
         return None
 
     # ------------------------------------------------------------ one step, checked
@@ -624,10 +683,17 @@ class CaseLife(RuleBasedStateMachine):
         )
         # 5. the level: set by dispatch, one rung up by escalation, cleared by a return
         if isinstance(e, CaseDispatched):
-            assert prev.level is None and new.level is e.level
+            # before dispatch, a level only where the intake clock passed the report up
+            assert prev.level is None or Clock.INTAKE in prev.deadlines
+            assert new.level is e.level
+        elif isinstance(e, CaseEscalated) and e.to_loop is not None:
+            # the loops of 7135: one loop up, the level follows the loop
+            assert prev.loop is e.from_loop and e.from_loop is not None
+            assert e.to_loop is e.from_loop.above() and new.loop is e.to_loop
+            assert e.from_level is prev.level and new.level is e.to_loop.level
         elif isinstance(e, CaseEscalated):
-            assert prev.level is not None and e.from_level is prev.level
-            assert e.to_level is prev.level.above() and new.level is e.to_level
+            assert e.from_level is (prev.level or Level.COMMUNITY)
+            assert e.to_level is e.from_level.above() and new.level is e.to_level
         elif isinstance(e, CaseReturned):
             assert new.level is None
         else:
@@ -651,11 +717,11 @@ class CaseLife(RuleBasedStateMachine):
             isinstance(e, CaseDispatched) and any(d.clock is Clock.RESOLVE for d in e.deadlines)
         ):
             assert cur is not None and cur.started_at == e.occurred_at
-        elif isinstance(e, DeadlineStarted):
+        elif isinstance(e, DeadlineStarted) and e.deadline.clock is Clock.RESOLVE:
             # a self-governance case's resolve clock: once deliberated, or after its wait
             assert old is None and cur == e.deadline
             assert cur.started_at <= e.occurred_at
-        elif isinstance(e, CaseEscalated):
+        elif isinstance(e, CaseEscalated) and e.deadline.clock is Clock.RESOLVE:
             assert old is not None and cur is not None
             assert cur.started_at == old.due_at and cur.due_at > old.due_at
         elif isinstance(e, ExtensionDecided) and e.approved and old is not None:
@@ -714,7 +780,12 @@ class CaseLife(RuleBasedStateMachine):
         types = [e.type for e in events]
         assert state.escalation_count == types.count("case_escalated")
         assert state.reopen_count == types.count("case_reopened")
-        assert state.return_count == types.count("case_returned")
+        assert state.return_count == types.count("case_returned") + types.count("return_requested")
+        # 8. under the rules of 2026.3 no open case waits without a running clock
+        if every_step_has_a_clock(self.policy) and not state.archived:
+            assert state.next_wake() is not None, (
+                f"nothing would wake the case in step {state.step.value}: {state.deadlines}"
+            )
         if state.archived:
             assert state.deadlines == {} and state.pending_extension is None
             assert types.count("case_archived") == 1 and types[-1] == "case_archived"

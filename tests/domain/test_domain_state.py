@@ -324,7 +324,11 @@ def test_a_misspelt_or_mistyped_change_is_refused(story: NewStory) -> None:
     ("changes", "model", "fixed"),
     [
         (CaseChanges, CaseState, {"case_id", "case", "policy_version", "opened_at"}),
-        (DeadlineChanges, Deadline, {"clock", "level", "started_at", "label", "policy_version"}),
+        (
+            DeadlineChanges,
+            Deadline,
+            {"clock", "level", "started_at", "label", "policy_version", "loop"},
+        ),
     ],
 )
 def test_the_changes_are_the_models_own_fields_and_types(

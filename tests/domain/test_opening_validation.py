@@ -17,6 +17,7 @@ from domain.commands import COMMANDS, OpenCase, parse_command
 from domain.decider import apply_batch, decide, open_case
 from domain.errors import DomainError
 from domain.policy import DEFAULT_POLICY, DeadlinePolicy, WorkingDays
+from policies import POLICY_2026_2
 
 OTHER_POLICIES = [
     DeadlinePolicy(version="bare"),  # no deliberation, no department clocks, no rules
@@ -30,6 +31,7 @@ OTHER_POLICIES = [
             "revisit_rules": {},
         }
     ),
+    POLICY_2026_2,  # no intake clock: the opening records one event fewer
 ]
 
 BODIES: dict[str, dict[str, Any]] = {
@@ -46,6 +48,7 @@ BODIES: dict[str, dict[str, Any]] = {
     "request_extension": {"extra": "P2D", "reason": "等待配件"},
     "decide_extension": {"approved": True},
     "return_case": {"reason": "不属于本网格"},
+    "review_return": {"approved": True},
     "add_note": {"text": "已联系"},
     "withdraw": {"reason": "已自行解决"},
     "merge_into": {"target_case_id": "case-hotline_12345-T-0002"},

@@ -31,8 +31,9 @@ from domain.events import (
     event_payload,
 )
 from domain.model import Actor, Flag, HandlingClass, Level, Role, Satisfaction, Severity, Step
-from domain.policy import DEFAULT_POLICY, Clock, DeadlinePolicy, WorkingDays
+from domain.policy import Clock, DeadlinePolicy, WorkingDays
 from infra.calendars import library_calendar
+from policies import POLICY_2026_2
 
 if TYPE_CHECKING:
     from conftest import Actors, Story
@@ -42,7 +43,7 @@ CST = timezone(timedelta(hours=8))
 DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)
 # the policy as the worker loads it: the built-in one with the library's calendar
-POLICY = DEFAULT_POLICY.model_copy(update={"calendar": library_calendar(2026)})
+POLICY = POLICY_2026_2.model_copy(update={"calendar": library_calendar(2026)})
 # a policy recorded before these rules existed (version 2026.1): none of them applies
 OLD_POLICY = DeadlinePolicy(version="7135-2026.1")
 AGENDA = Actor(id="talk-day-agenda", role=Role.SYSTEM, org="C-01")
