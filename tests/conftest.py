@@ -23,6 +23,7 @@ from temporalio.worker import Worker
 
 from activities.db import create_pool, migrate
 from caseloop.client import CaseClient, Opened
+from domain.policy import DeadlinePolicy
 from support import BIN, CONVERTER, KEYRING, POLICY
 from worker import build_worker, register_search_attributes
 
@@ -83,11 +84,11 @@ def task_queue() -> str:
 
 
 @pytest.fixture
-def case_worker(pool: asyncpg.Pool, task_queue: str) -> Callable[[Client], Worker]:
+def case_worker(pool: asyncpg.Pool, task_queue: str) -> Callable[..., Worker]:
     """A worker of the real workflow and activities on this test's own task queue."""
 
-    def make(client: Client) -> Worker:
-        return build_worker(client, pool, POLICY, task_queue, keyring=KEYRING, fail_fast=True)
+    def make(client: Client, policy: DeadlinePolicy = POLICY) -> Worker:
+        return build_worker(client, pool, policy, task_queue, keyring=KEYRING, fail_fast=True)
 
     return make
 

@@ -530,7 +530,7 @@ async def assert_opened(
     env: WorkflowEnvironment, pool: asyncpg.Pool, case_id: str, expected: dict[str, Any]
 ) -> None:
     rows = await until_stored(pool, case_id)
-    assert [r[1] for r in rows] == ["case_opened"]
+    assert [r[1] for r in rows] == ["case_opened", "deadline_started"]  # and its intake clock
     handle = env.client.get_workflow_handle(case_id)
     assert (await handle.describe()).status is WorkflowExecutionStatus.RUNNING
     names = [name for name, _ in await history_events(env, case_id)]
@@ -956,7 +956,7 @@ COMMANDS_REFUSED = [
         C,
         "report_resolution",
         {"actor": GRID_WORKER, "summary": "已更换"},
-        ("report_resolution: not allowed in step collect (only in resolve)",),
+        ("report_resolution: not allowed in step collect (only in deliberate or resolve)",),
     ),
     Bad(
         "step-check_in",

@@ -144,7 +144,7 @@ async def test_act_prints_the_summary_refuses_and_lists_commands(
         assert (summary["level"], summary["assignee"], summary["version"]) == (
             "community",
             "gw-1",
-            2,
+            3,  # opened, its intake clock, dispatched
         )
         assert refused[0] == 1
         command_id, error = refused[2].splitlines()  # the id first, for a retry
@@ -155,7 +155,7 @@ async def test_act_prints_the_summary_refuses_and_lists_commands(
         )
         assert no_case[0] == 2 and "no case case-visit-nope in this namespace" in no_case[2]
         events = await client.events(case_id)
-    assert [e.type for e in events] == ["case_opened", "case_dispatched"]
+    assert [e.type for e in events] == ["case_opened", "deadline_started", "case_dispatched"]
 
 
 def test_act_refuses_an_unknown_command_and_a_bad_payload() -> None:
@@ -203,7 +203,11 @@ async def test_show_a_case_open_and_archived(
     assert jcode == 0
     shown = json.loads(jout)
     assert shown["state"]["case_id"] == running and shown["state"]["level"] == "community"
-    assert [e["type"] for e in shown["events"]] == ["case_opened", "case_dispatched"]
+    assert [e["type"] for e in shown["events"]] == [
+        "case_opened",
+        "deadline_started",
+        "case_dispatched",
+    ]
     # an archived case is answered by the worker replaying its history
     assert acode == 0 and re.search(r"step +archive \(completed\)", aout)
     assert "case_archived" in aout

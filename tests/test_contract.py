@@ -3,7 +3,7 @@ search attributes."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,7 @@ from domain.decider import apply_batch, open_case
 from domain.model import Flag, Level, Severity
 from domain.policy import DEFAULT_POLICY, Clock
 from infra.settings import Settings, SettingsError
+from policies import POLICY_2026_2
 from support import report
 from workflows.details import details
 from workflows.search import ALL_KEYS, search_updates
@@ -98,21 +99,30 @@ def test_policy_file_is_validated(tmp_path: Path) -> None:
 def test_search_attributes_change_only_when_the_case_does() -> None:
     case = parse_open_case(report("T1"))
     now = datetime.fromisoformat("2026-11-23T09:30:00+08:00")
-    state, _ = apply_batch(None, open_case("case-hotline_12345-T1", case, now, DEFAULT_POLICY))
-    first = {u.key.name: u.value for u in search_updates(state, None)}
-    assert first == {
-        "CaseStep": "collect",
-        "CaseCategory": "public_facilities",
-        "FlagColor": "green",
-        "CaseSource": "hotline_12345",
-        "CaseOrgs": ["G-01", "C-01", "S-01", "D-01"],
-        "ReopenCount": 0,
-        "EscalationCount": 0,
-    }
-    assert set(first) <= {k.name for k in ALL_KEYS}
-    assert search_updates(state, state) == []
+    for policy in (POLICY_2026_2, DEFAULT_POLICY):
+        opened = open_case("case-hotline_12345-T1", case, now, policy)
+        state, _ = apply_batch(None, opened)
+        first = {u.key.name: u.value for u in search_updates(state, None, policy)}
+        # 2026.3: the intake clock runs from the opening
+        due = {"DueAt": now + timedelta(hours=2)} if policy is DEFAULT_POLICY else {}
+        assert first == {
+            "CaseStep": "collect",
+            "CaseCategory": "public_facilities",
+            "FlagColor": "green",
+            "CaseSource": "hotline_12345",
+            "CaseOrgs": ["G-01", "C-01", "S-01", "D-01"],
+            "ReopenCount": 0,
+            "EscalationCount": 0,
+            **due,
+        }
+        assert set(first) <= {k.name for k in ALL_KEYS}
+        assert search_updates(state, state, policy) == []
+    # the flag: the worst colour so far before 2026.3, the light now from 2026.3 on
     red = state.model_copy(update={"flag": Flag.RED})
-    assert [(u.key.name, u.value) for u in search_updates(red, state)] == [("FlagColor", "red")]
+    assert search_updates(red, state, DEFAULT_POLICY) == []
+    assert [(u.key.name, u.value) for u in search_updates(red, state, POLICY_2026_2)] == [
+        ("FlagColor", "red")
+    ]
 
 
 def test_example_fast_policy_loads() -> None:

@@ -13,7 +13,7 @@ from temporalio.exceptions import ApplicationError
 from activities.contract import CHAIN_CONFLICT, EventBatch
 from activities.db import migrate
 from activities.store import GENESIS, append, first_broken_link
-from domain.policy import DEFAULT_POLICY
+from policies import POLICY_2026_2
 from support import REPORTED_AT, lifecycle_batches
 
 
@@ -117,7 +117,7 @@ async def test_read_model_and_ledger_follow_the_events(pool: asyncpg.Pool) -> No
     assert final is not None
     assert ledger["outcome"] == "completed" and ledger["on_time"] is True
     assert ledger["archived_at"] == final.archived_at and ledger["severity"] == "minor"
-    assert ledger["policy_version"] == DEFAULT_POLICY.version
+    assert ledger["policy_version"] == POLICY_2026_2.version  # lifecycle_batches' policy
 
 
 async def test_migrations_apply_once_and_are_recorded(pool: asyncpg.Pool) -> None:

@@ -30,7 +30,6 @@ from casectl.report import to_html
 from domain.commands import CheckDeadlines, parse_command, parse_open_case
 from domain.decider import apply_batch, decide, open_case
 from domain.events import Event
-from domain.policy import DEFAULT_POLICY
 from domain.ranking import (
     FLAGS_2026_1,
     Banner,
@@ -43,6 +42,7 @@ from domain.ranking import (
     within,
 )
 from domain.state import CaseState, record
+from policies import POLICY_2026_2
 from support import KEYRING, actor, casectl, report
 
 CST = timezone(timedelta(hours=8))
@@ -144,9 +144,10 @@ async def add_case(
 
 
 async def red_case_through_the_store(pool: asyncpg.Pool, where: dict[str, str]) -> str:
-    """A minor case the community misses, the street misses and the district misses (red
-    on 03-13), resolved and archived after all: every event decided by the domain and
-    appended by the event store, which writes `cases`, `ledger` and `case_events`."""
+    """A minor case (policy 2026.2) the community misses, the street misses and the
+    district misses (red on 03-13), resolved and archived after all: every event decided
+    by the domain and appended by the event store, which writes `cases`, `ledger` and
+    `case_events`."""
     payload = report(
         uuid.uuid4().hex[:12], location=where, reported_at=at("03-02T09:00").isoformat()
     )
@@ -197,10 +198,10 @@ async def red_case_through_the_store(pool: asyncpg.Pool, where: dict[str, str]) 
         await append(pool, batch, KEYRING)
         return state
 
-    current = await record_(open_case(case_id, case, at("03-02T09:00"), DEFAULT_POLICY))
+    current = await record_(open_case(case_id, case, at("03-02T09:00"), POLICY_2026_2))
     for name, body, now in steps:
         command = CheckDeadlines() if name == "tick" else parse_command(name, body)
-        current = await record_(decide(current, command, now, DEFAULT_POLICY))
+        current = await record_(decide(current, command, now, POLICY_2026_2))
     assert current.archived and current.flag.value == "red"
     return case_id
 

@@ -100,15 +100,16 @@ async def test_case_resolved_in_time_never_escalates(
     client = ts_client
     async with case_worker(ts_env.client):
         opened = await client.open_case(report())
-        for name, payload in LIFECYCLE[:5]:  # up to the resolution, minutes after dispatch
+        for name, payload in LIFECYCLE[:6]:  # up to the feedback, minutes after dispatch
             await client.send(opened.case_id, name, payload)
         await ts_env.sleep(20 * DAY)  # far past every resolve deadline
         state = await client.state(opened.case_id)
-        await client.send(opened.case_id, *LIFECYCLE[5])
         await client.send(opened.case_id, *LIFECYCLE[6])
         record = await client.result(opened.case_id)
-    assert state.step is Step.FEEDBACK and state.escalation_count == 0
-    assert state.flag is Flag.GREEN and state.deadlines == {}
+    assert state.step is Step.REVISIT and state.escalation_count == 0
+    # only the revisit is late (missed, reminded daily): the resolve clock never ran out
+    assert set(state.deadlines) == {Clock.REVISIT} and state.deadlines[Clock.REVISIT].breached
+    assert [b.clock for b in state.breaches] == [Clock.REVISIT]
     assert record.on_time and record.escalation_count == 0 and record.final_level is Level.COMMUNITY
 
 

@@ -95,6 +95,7 @@ async def test_full_lifecycle_through_six_steps(
     assert record.escalation_count == 0 and record.reopen_count == 0
     assert [e.type for e in events] == [
         "case_opened",
+        "deadline_started",  # the intake clock
         "case_dispatched",
         "case_claimed",
         "handler_checked_in",
@@ -104,7 +105,7 @@ async def test_full_lifecycle_through_six_steps(
         "revisit_recorded",
         "case_archived",
     ]
-    assert [e.seq for e in events] == list(range(1, 10))
+    assert [e.seq for e in events] == list(range(1, 11))
 
     # the ledger in PostgreSQL says the same, chained
     rows = await pool.fetch(
@@ -113,7 +114,7 @@ async def test_full_lifecycle_through_six_steps(
     assert [r["type"] for r in rows] == [e.type for e in events]
     assert first_broken_link(rows) is None
     case = await pool.fetchrow("SELECT * FROM cases WHERE case_id = $1", opened.case_id)
-    assert case["step"] == "archive" and case["version"] == 9 and case["outcome"] == "completed"
+    assert case["step"] == "archive" and case["version"] == 10 and case["outcome"] == "completed"
     assert "reporter" not in case["state"]["case"]
     ledger = await pool.fetchrow("SELECT * FROM ledger WHERE case_id = $1", opened.case_id)
     assert ledger["outcome"] == "completed" and ledger["on_time"] is True
@@ -232,10 +233,10 @@ async def test_same_command_id_is_applied_once(client: CaseClient, case_worker: 
         opened = await client.open_case(report())
         await client.send(opened.case_id, *LIFECYCLE[0], command_id="dispatch-1")
         again = await client.send(opened.case_id, *LIFECYCLE[0], command_id="dispatch-1")
-        assert again.version == 2
+        assert again.version == 3
         events = await client.events(opened.case_id)
-    assert [e.type for e in events] == ["case_opened", "case_dispatched"]
-    assert events[1].command_id == "dispatch-1"
+    assert [e.type for e in events] == ["case_opened", "deadline_started", "case_dispatched"]
+    assert events[2].command_id == "dispatch-1"
 
 
 async def test_invalid_start_input_fails_at_once_naming_the_field(
@@ -390,7 +391,7 @@ async def test_queries_during_opening_do_not_change_what_the_audit_sees(
 async def test_events_that_cannot_be_recorded_are_not_reported_as_a_refusal(
     client: CaseClient, case_worker: MakeWorker, pool: asyncpg.Pool
 ) -> None:
-    """A stored chain that disagrees with the case (here a row 2 written by someone else)
+    """A stored chain that disagrees with the case (here a row 3 written by someone else)
     fails the command as RecordingFailed, not as a refusal of the command."""
     async with case_worker(client.client):
         opened = await client.open_case(report())
@@ -399,9 +400,9 @@ async def test_events_that_cannot_be_recorded_are_not_reported_as_a_refusal(
             await conn.execute(
                 """INSERT INTO case_events (case_id, seq, type, payload, occurred_at, run_id,
                                             command_id, prev_hash, hash)
-                   SELECT case_id, 2, 'note_added', payload, occurred_at, run_id, NULL,
+                   SELECT case_id, 3, 'note_added', payload, occurred_at, run_id, NULL,
                           hash, repeat('f', 64)
-                     FROM case_events WHERE case_id = $1 AND seq = 1""",
+                     FROM case_events WHERE case_id = $1 AND seq = 2""",
                 opened.case_id,
             )
         with pytest.raises(RecordingFailed, match="could not be recorded") as failed:
@@ -452,7 +453,7 @@ async def test_open_and_dispatch_in_one_call(client: CaseClient, case_worker: Ma
         opened_only = await client.state(refused)
         events = await client.events(case_id)
 
-    assert summary.version == 2 and summary.level is Level.COMMUNITY
-    assert [e.type for e in events] == ["case_opened", "case_dispatched"]
-    assert opened_only.version == 1 and opened_only.dispatched_at is None
+    assert summary.version == 3 and summary.level is Level.COMMUNITY
+    assert [e.type for e in events] == ["case_opened", "deadline_started", "case_dispatched"]
+    assert opened_only.version == 2 and opened_only.dispatched_at is None
     assert not any("UPDATE" in t or "TASK_FAILED" in t for t in history), history

@@ -110,18 +110,20 @@ def _command_update(name: str) -> Any:
     return update
 
 
-def _opening_state(payload: Any) -> CaseState | None:
-    """The state a run starts from, as far as its start input tells: a new case's state
-    once its opening is recorded (stamped with the built-in policy's version, which only
-    validators see), or the carried state of a continued run; None for an invalid input."""
+def _opening_state(payload: Any) -> tuple[CaseState | None, DeadlinePolicy | None]:
+    """The state a run starts from, as far as its start input tells, and its policy when
+    known: a new case's state once its opening is recorded (stamped with the built-in
+    policy's version, which only validators see; its own policy is loaded by the run), or
+    the carried state and policy of a continued run; None for an invalid input."""
     try:
         if workflow.info().continued_run_id is not None:
-            return Continued.model_validate(payload["continued"]).state
+            carried = Continued.model_validate(payload["continued"])
+            return carried.state, carried.policy
         case = parse_open_case(payload)
         opened = open_case(workflow.info().workflow_id, case, workflow.now(), DEFAULT_POLICY)
-        return apply_batch(None, opened)[0]
+        return apply_batch(None, opened)[0], None
     except (DomainError, ValidationError, KeyError, TypeError):
-        return None
+        return None, None
 
 
 def _with_command_updates(cls: type[T]) -> type[T]:
@@ -142,9 +144,10 @@ class CaseWorkflow:
         # (update-with-start) or while the opening is recorded is judged against it, so a
         # refusal still comes before acceptance. None: the start input is invalid (`run`
         # fails the case).
-        self._opening = _opening_state(payload)
+        # A continued run knows its policy at once: a command arriving before the run
+        # resumes is judged by the case's own rules, not the built-in ones.
+        self._opening, self._policy = _opening_state(payload)
         self._state: CaseState | None = None
-        self._policy: DeadlinePolicy | None = None
         self._events: list[Event] = []
         # command ids (update ids) already applied, oldest first
         self._applied: dict[str, None] = {}
@@ -387,7 +390,7 @@ class CaseWorkflow:
         self._events.extend(stamped)
         if command_id is not None:
             self._applied[command_id] = None
-        updates = search_updates(state, before)
+        updates = search_updates(state, before, self._policy_)
         if updates:
             workflow.upsert_search_attributes(updates)
         workflow.set_current_details(details(state, self._policy_))

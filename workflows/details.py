@@ -31,10 +31,13 @@ def details(state: CaseState, policy: DeadlinePolicy) -> str:
         f"**{state.case.title}**",
         "",
         f"- step: **{state.step.value}**"
-        + (f", level **{state.level.value}**" if state.level else ""),
-        f"- flag: {state.flag.value}",
+        + (f", level **{state.level.value}**" if state.level else "")
+        + (f", loop **{state.loop.value}**" if state.loop else ""),
+        f"- light: {state.light.value}" if policy.flag_is_light else f"- flag: {state.flag.value}",
         f"- handler: {state.assignee or '—'}",
     ]
+    if state.pending_return is not None:
+        lines.append(f"- return asked {local(state.pending_return.requested_at)}: under review")
     for deadline in state.deadlines.values():
         left = deadline.due_at - state.updated_at
         lines.append(
@@ -56,4 +59,11 @@ def details(state: CaseState, policy: DeadlinePolicy) -> str:
         lines.append(f"- talk day: {state.talk_day.isoformat()}")
     if state.reopen_count or state.escalation_count:
         lines.append(f"- reopened {state.reopen_count}×, escalated {state.escalation_count}×")
+    if state.feedback_unanswered:
+        lines.append("- feedback: no answer from the resident (not rated)")
+    for breach in state.breaches:
+        where = breach.loop.value + " loop" if breach.loop else breach.level.value + " level"
+        lines.append(
+            f"- record: {breach.clock.value} clock ran out {local(breach.due_at)} ({where})"
+        )
     return "\n".join(lines)
