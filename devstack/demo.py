@@ -54,7 +54,6 @@ REJECT: Step = (
     "record_feedback",
     {"actor": RESIDENT, "accepted": False, "satisfaction": "unsatisfied", "comment": "仍然漏水"},
 )
-REVISIT: Step = ("record_revisit", {"actor": GRID_WORKER, "satisfaction": "very_satisfied"})
 HANDLED = [DISPATCH_MINOR, CLAIM, CHECK_IN, DELIBERATE]
 
 
@@ -81,8 +80,33 @@ DEMO_CASES: list[DemoCase] = [
             ("claim", {"actor": STREET_OFFICER}),
         ],
     ),
-    DemoCase("DEMO-005", "健身器材损坏", "public_facilities", [*HANDLED, RESOLVE]),
-    DemoCase("DEMO-006", "邻里噪音纠纷", "neighbour_dispute", [*HANDLED, RESOLVE, ACCEPT, REVISIT]),
+    # Immediate handling (即时办理): resolved on site, no deliberation; the resident has
+    # three days to answer (the feedback clock).
+    DemoCase(
+        "DEMO-005", "健身器材损坏", "public_facilities", [DISPATCH_MINOR, CLAIM, CHECK_IN, RESOLVE]
+    ),
+    # Explanation (解释疏导): explained, no site visit; accepted, it waits for its revisit
+    # (from the next day on, within 7 days).
+    DemoCase(
+        "DEMO-006",
+        "邻里噪音纠纷",
+        "neighbour_dispute",
+        [
+            (
+                "dispatch",
+                {"actor": COMMUNITY_ADMIN, "severity": "minor", "handling_class": "explanation"},
+            ),
+            CLAIM,
+            (
+                "report_resolution",
+                {
+                    "actor": GRID_WORKER,
+                    "summary": "已向双方解释噪音管理规定，楼上住户同意晚十点后保持安静",
+                },
+            ),
+            ACCEPT,
+        ],
+    ),
     DemoCase("DEMO-007", "下水道堵塞反复", "housing_repair", [*HANDLED, RESOLVE, REJECT]),
     DemoCase(
         "DEMO-008",
@@ -148,7 +172,8 @@ DEMO_CASES: list[DemoCase] = [
         "社区东侧道路下供水管破裂，路面大面积积水并出现塌陷，早晚高峰车辆拥堵，"
         "附近两个小区水压不足。居民通过小程序“心声速递”上报。",
     ),
-    # Returned (退回) by the grid worker: back in collect for the community to dispatch again.
+    # Returned (退单) by the grid worker: the community reviews the return; meanwhile the
+    # case's clocks keep running.
     DemoCase(
         "DEMO-011",
         "小区北门外井盖缺失",

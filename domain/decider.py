@@ -79,7 +79,14 @@ from domain.model import (
     Severity,
     Step,
 )
-from domain.policy import LADDER_CLOCKS, Clock, Deadline, DeadlineChanges, DeadlinePolicy
+from domain.policy import (
+    LADDER_CLOCKS,
+    Clock,
+    Deadline,
+    DeadlineChanges,
+    DeadlinePolicy,
+    format_local,
+)
 from domain.state import (
     Breach,
     CaseChanges,
@@ -505,7 +512,7 @@ def _revisit(
         if now < earliest:
             raise DomainError(
                 "record_revisit: too early: a revisit checks that the matter stayed solved, "
-                f"from {earliest.isoformat()} on"
+                f"from {format_local(earliest, policy.timezone)} on ({policy.timezone})"
             )
     if not cmd.in_person and policy.revisit_rule(state.case.reporter.categories).in_person:
         # 三必问四必访; the category itself is personal data and not named

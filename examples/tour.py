@@ -1,4 +1,5 @@
-"""The client tour of the README: open a case and drive it through the six steps.
+"""The client tour of the README: open a case and drive it through the six steps, up to
+the revisit (which the built-in policy allows from the day after the feedback on).
 
 .venv/bin/python examples/tour.py      (with `make run` going in another terminal)
 """
@@ -62,17 +63,19 @@ async def main() -> None:
         ),
         ("report_resolution", {"actor": GRID_WORKER, "summary": "井盖已更换并加固"}),
         ("record_feedback", {"actor": RESIDENT, "accepted": True, "satisfaction": "satisfied"}),
-        (
-            "record_revisit",
-            {"actor": GRID_WORKER, "satisfaction": "very_satisfied", "in_person": True},
-        ),
     ]
     for name, payload in steps:
         summary = await client.send(opened.case_id, name, payload)
         print(f"{name:20} -> step {summary.step.value}, version {summary.version}")
 
-    record = await client.result(opened.case_id)
-    print("archived:", record.outcome.value, "on time" if record.on_time else "late")
+    # A revisit checks that the matter stayed solved: not the moment the feedback arrives.
+    revisit = {"actor": GRID_WORKER, "satisfaction": "very_satisfied", "in_person": True}
+    try:
+        await client.send(opened.case_id, "record_revisit", revisit)
+    except CommandRefused as refused:
+        print("refused:", refused)
+    state = await client.state(opened.case_id)
+    print("waiting:", ", ".join(d.label for d in state.deadlines.values()))
     for event in await client.events(opened.case_id):
         print(f"  {event.seq:2} {event.type}")
 

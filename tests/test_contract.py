@@ -130,6 +130,10 @@ def test_example_fast_policy_loads() -> None:
     policy = Settings.from_env({"CASE_POLICY": str(path)}).policy()
     assert policy.version == "7135-demo-fast"
     assert policy.resolve_limit(Level.COMMUNITY, Severity.MINOR).total_seconds() == 120
+    # the rules of the built-in policy, in minutes
+    assert policy.loops is not None and policy.loops.micro_grid.total_seconds() == 120  # type: ignore[union-attr]
+    ruled = {"handling_paths", "reviewed_returns", "flag_is_light", "on_site_for"}
+    assert {k: getattr(policy, k) for k in ruled} == {k: getattr(DEFAULT_POLICY, k) for k in ruled}
 
 
 def test_details_show_deadlines_in_local_time() -> None:

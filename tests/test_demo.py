@@ -67,9 +67,29 @@ def test_joint_case_has_one_department_reported_and_one_open() -> None:
     assert set(state.department_deadlines) == {"water", "police"}
 
 
-def test_returned_case_is_back_in_collect() -> None:
-    state, _ = play(CASES["DEMO-011"])
-    assert state.step is Step.COLLECT and state.return_count == 1 and state.level is None
+def test_returned_case_waits_for_review_with_its_clocks_running() -> None:
+    state, before = play(CASES["DEMO-011"])
+    assert state.pending_return is not None and state.return_count == 1
+    assert state.step is Step.DELIBERATE and state.level is Level.COMMUNITY
+    assert before is not None and state.deadlines == before.deadlines
+
+
+def test_immediate_case_is_resolved_without_a_deliberation() -> None:
+    state, _ = play(CASES["DEMO-005"])
+    assert state.step is Step.FEEDBACK and Clock.FEEDBACK in state.deadlines
+    assert "record_deliberation" not in [name for name, _ in CASES["DEMO-005"].commands]
+
+
+def test_explanation_needs_no_visit_and_waits_for_its_revisit() -> None:
+    state, _ = play(CASES["DEMO-006"])
+    assert state.handling_class is HandlingClass.EXPLANATION and state.checked_in_at is None
+    assert state.step is Step.REVISIT and Clock.REVISIT in state.deadlines
+
+
+def test_every_open_demo_case_has_a_running_clock() -> None:
+    for case in demo.DEMO_CASES:
+        state, _ = play(case)
+        assert state.archived or state.next_wake() is not None, case.ticket
 
 
 def test_extension_moves_the_resolve_deadline() -> None:
