@@ -1,4 +1,4 @@
-"""The deadline policy: the 7135 ladder (seed 004) as versioned data.
+"""The deadline policy: the 7135 ladder as versioned data (its sources: docs/rules.md).
 
 A policy is loaded once when a case opens and kept with the case, so a later change of
 policy never moves the deadlines of cases already running; its version is stamped on

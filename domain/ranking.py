@@ -11,7 +11,7 @@ and earns them the yellow one.
 
 The formula is data, versioned like the deadline policy: every report carries the version
 and its thresholds, so an auditor can recompute each flag from the counts printed next to
-it. Changing a number means a new version. The seeds give the indicators, not the
+it. Changing a number means a new version. The reports give the indicators, not the
 thresholds; where a number comes from is said next to it.
 
 Pure: no I/O, no clock. The counts come from the ledger (activities/reports.py).
@@ -43,7 +43,7 @@ class RankLevel(StrEnum):
     """The units ranked each month, and the unit whose office ranks them (their parent)."""
 
     GRID = "grid"  # 网格, ranked within its community
-    COMMUNITY = "community"  # 社区, ranked within its street (seed 000)
+    COMMUNITY = "community"  # 社区, ranked within its street (Choucheng report)
     STREET = "street"  # 街道, ranked within its district
 
     @property
@@ -92,7 +92,7 @@ class Counts(Frozen):
 
     @property
     def completion(self) -> Fraction:
-        """Completed over received, at most 1; 1 when nothing was received (seed 000
+        """Completed over received, at most 1; 1 when nothing was received (Choucheng report
         compares the two counts: 3,102 collected, 3,095 resolved)."""
         if self.received == 0:
             return Fraction(1)
@@ -228,19 +228,20 @@ FLAGS_2026_1 = FlagFormula(
     # five cases: below that one late case moves the rate by more than 20 points
     min_completed=5,
     min_rated=5,
-    # seed 000's indicators: received and completed (as completion) and satisfaction; the
-    # 7135 ladder (seed 004) makes "completed" mean "completed within its time", hence
-    # on-time beside them
+    # the Choucheng report's indicators: received and completed (as completion) and
+    # satisfaction; the 7135 ladder (Fuchunjiang Road report) makes "completed" mean
+    # "completed within its time", hence on-time beside them
     weights=Weights(satisfaction=40, on_time=40, completion=20),
-    # 稠城街道 (seed 000) reports 3,095 of 3,102 resolved (99.8 %) and 100 % satisfaction;
+    # 稠城街道 (Choucheng report) reports 3,095 of 3,102 resolved (99.8 %) and 100 % satisfaction;
     # 95 % leaves room for one late or lukewarm case in twenty
     red_on_time=Decimal("0.95"),
     red_satisfaction=Decimal("0.95"),
     # a street of 10 communities commends 2 of them
     red_share=Decimal("0.2"),
-    # seed 004 (富春江路社区) reports "居民满意度高达90%以上" as its achievement: below
+    # the Fuchunjiang Road report (富春江路社区) gives "居民满意度高达90%以上" as its
+    # achievement: below
     # 90 % a unit is behind; on-time below 80 % means one case in five missed its 7135 time
-    # (a choice, the seeds give no figure); completing fewer than half of the month's cases
+    # (a choice, the reports give no figure); completing fewer than half of the month's cases
     # builds a backlog
     yellow_on_time=Decimal("0.80"),
     yellow_satisfaction=Decimal("0.90"),

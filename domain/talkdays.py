@@ -1,6 +1,7 @@
 """Talk days (周二说事日, 议事日): when each community deliberates its cases.
 
-A community holds a weekly talk day (e.g. every Tuesday at 14:00, 西郊社区 in seed 002) or
+A community holds a weekly talk day (e.g. every Tuesday at 14:00, 西郊社区 in the Dali
+report, docs/rules.md) or
 a monthly deliberation day (e.g. the 15th). The day before each talk day, at a fixed local
 hour (`TalkDays.agenda_at`, 17:00 by default), the community's agenda is drawn up from
 the self-governance cases waiting for deliberation, and each is told its talk day.
