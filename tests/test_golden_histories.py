@@ -109,7 +109,7 @@ def without(monkeypatch: pytest.MonkeyPatch, patch: str) -> None:
         # v4 stamps the opening with the first activation's time
         (PATCH_OPENED_AT_START, ("v4",), ("v3",)),
         # v5 records by a local activity and keeps one timer per wake time
-        (GENERATION_5, ("v5",), ("v3", "v4")),
+        (GENERATION_5, ("v5", "v6"), ("v3", "v4")),  # v6: the same code, policy 2026.3
     ],
 )
 async def test_removing_a_branch_breaks_the_cases_that_took_it(

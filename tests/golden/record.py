@@ -49,9 +49,19 @@ DAY = timedelta(days=1)
 Lifecycle = Callable[[CaseClient, WorkflowEnvironment, str], Awaitable[None]]
 
 
+async def send(
+    client: CaseClient, env: WorkflowEnvironment, case_id: str, name: str, payload: Any, key: str
+) -> None:
+    """One command; a revisit a day after the feedback (the built-in policy's earliest
+    revisit since 2026.3; v1 to v5 were recorded with it at once)."""
+    if name == "record_revisit":
+        await env.sleep(DAY + timedelta(minutes=1))
+    await client.send(case_id, name, payload, command_id=key)
+
+
 async def plain(client: CaseClient, env: WorkflowEnvironment, case_id: str) -> None:
     for name, payload in LIFECYCLE:
-        await client.send(case_id, name, payload, command_id=f"{case_id}-{name}")
+        await send(client, env, case_id, name, payload, f"{case_id}-{name}")
 
 
 async def reopened(client: CaseClient, env: WorkflowEnvironment, case_id: str) -> None:
@@ -61,15 +71,17 @@ async def reopened(client: CaseClient, env: WorkflowEnvironment, case_id: str) -
     await client.send(case_id, "record_feedback", rejected, command_id=f"{case_id}-rejected")
     await client.send(case_id, *LIFECYCLE[4], command_id=f"{case_id}-resolved-again")
     for name, payload in LIFECYCLE[5:]:
-        await client.send(case_id, name, payload, command_id=f"{case_id}-{name}")
+        await send(client, env, case_id, name, payload, f"{case_id}-{name}")
 
 
 async def escalated(client: CaseClient, env: WorkflowEnvironment, case_id: str) -> None:
-    dispatch = {"actor": COMMUNITY_ADMIN, "severity": "major", "handling_class": "joint"}
+    # (v1 to v5: joint; a joint case needs summoned departments since 2026.3)
+    dispatch = {"actor": COMMUNITY_ADMIN, "severity": "major", "handling_class": "immediate"}
     await client.send(case_id, "dispatch", dispatch, command_id=f"{case_id}-dispatch")
     await client.send(case_id, "claim", {"actor": GRID_WORKER}, command_id=f"{case_id}-claim")
     await client.send(case_id, "check_in", {"actor": GRID_WORKER}, command_id=f"{case_id}-check-in")
-    # community 3 days, street 5 days, district 5 days: red, then one daily reminder
+    # community (the grid's loop) 3 days, street 5 days, district 5 days: red, then one
+    # daily reminder
     await env.sleep(14 * DAY + timedelta(hours=1))
     steps: list[tuple[str, dict[str, Any]]] = [
         (
@@ -80,7 +92,7 @@ async def escalated(client: CaseClient, env: WorkflowEnvironment, case_id: str) 
         *LIFECYCLE[5:],
     ]
     for name, payload in steps:
-        await client.send(case_id, name, payload, command_id=f"{case_id}-{name}")
+        await send(client, env, case_id, name, payload, f"{case_id}-{name}")
 
 
 async def withdrawn(client: CaseClient, env: WorkflowEnvironment, case_id: str) -> None:
@@ -124,7 +136,7 @@ async def joint(client: CaseClient, env: WorkflowEnvironment, case_id: str) -> N
         *LIFECYCLE[5:],
     ]
     for name, payload in late:
-        await client.send(case_id, name, payload, command_id=f"{case_id}-late-{name}")
+        await send(client, env, case_id, name, payload, f"{case_id}-late-{name}")
 
 
 async def talkday(client: CaseClient, env: WorkflowEnvironment, case_id: str) -> None:
@@ -144,7 +156,7 @@ async def talkday(client: CaseClient, env: WorkflowEnvironment, case_id: str) ->
     await client.send(case_id, "schedule_deliberation", schedule, command_id=f"{case_id}-agenda")
     await env.sleep(DAY)
     for name, payload in LIFECYCLE[3:]:
-        await client.send(case_id, name, payload, command_id=f"{case_id}-{name}")
+        await send(client, env, case_id, name, payload, f"{case_id}-{name}")
 
 
 LIFECYCLES: dict[str, Lifecycle] = {
