@@ -317,9 +317,13 @@ def act(
     for label, value in (
         ("case", f"{summary.case_id} (version {summary.version})"),
         ("step", summary.step.value),
-        ("level", _value(summary.level)),
-        ("flag", summary.flag.value),
-        ("assignee", _value(summary.assignee)),
+        ("level", _value(summary.level) + (f", {summary.loop.value} loop" if summary.loop else "")),
+        ("light", _value(summary.light)),
+        ("flag", f"{summary.flag.value} (worst so far)"),
+        (
+            "assignee",
+            _value(summary.assignee) + (", return under review" if summary.pending_return else ""),
+        ),
         (
             "due",
             f"{_local(policy, summary.due_at)} {policy.timezone}, "
@@ -414,8 +418,9 @@ def _print_case(
         ("case", state.case_id),
         ("title", case.title),
         ("step", state.step.value + (f" ({_value(state.outcome)})" if state.outcome else "")),
-        ("level", _value(state.level)),
-        ("flag", state.flag.value),
+        ("level", _value(state.level) + (f", {state.loop.value} loop" if state.loop else "")),
+        ("light", state.light.value),
+        ("flag", f"{state.flag.value} (worst so far)"),
         ("assignee", _value(state.assignee) + (" (claimed)" if state.claimed else "")),
         ("category", case.category),
         ("severity", _value(state.severity)),
@@ -441,6 +446,20 @@ def _print_case(
         facts.add_row(
             "extension",
             f"{format_duration(ext.extra)} asked by {ext.requested_by}, awaiting a decision",
+        )
+    if state.pending_return is not None:
+        ret = state.pending_return
+        facts.add_row(
+            "return",
+            f"asked by {ret.requested_by} {_local(policy, ret.requested_at)}, under review",
+        )
+    if state.feedback_unanswered:
+        facts.add_row("feedback", "no answer from the resident (not rated)")
+    for breach in state.breaches:
+        where = f"{breach.loop.value} loop" if breach.loop else f"{breach.level.value} level"
+        facts.add_row(
+            "record",
+            f"{breach.clock.value} clock ran out {_local(policy, breach.due_at)} ({where})",
         )
     if state.merged_into:
         facts.add_row("merged into", state.merged_into)

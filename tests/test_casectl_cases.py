@@ -196,7 +196,8 @@ async def test_show_a_case_open_and_archived(
             casectl(env, "show", "case-visit-nope"),
         )
     assert code == 0, err
-    assert re.search(r"step +collect", out) and re.search(r"level +community", out)
+    assert re.search(r"step +collect", out) and re.search(r"level +community, micro_grid loop", out)
+    assert re.search(r"light +green", out) and re.search(r"flag +green \(worst so far\)", out)
     assert "case_opened" in out and "case_dispatched" in out and "ca-1 (community_admin)" in out
     assert "open deadlines" in out and "resolve due" in out and "on_site due" in out
     assert PHONE not in out
