@@ -50,13 +50,13 @@ from activities.db import create_pool, migrate  # noqa: E402
 from casectl import audit as casectl_audit  # noqa: E402
 from caseloop.audit import SUFFIXES, history_bytes, history_files, load_history  # noqa: E402
 from caseloop.client import CaseClient  # noqa: E402
-from domain.policy import DEFAULT_POLICY  # noqa: E402
 from support import (  # noqa: E402
     BIN,
     CONVERTER,
     KEYRING,
     KEYS,
     LIFECYCLE,
+    POLICY,
     RESIDENT,
     casectl,
     report,
@@ -155,7 +155,7 @@ async def main(cases: int, jobs: int, rounds: int, out: Path | None, keep: Path 
             await register_search_attributes(env.client, "default")
             client = CaseClient(env.client, "bench")
             began = time.perf_counter()
-            async with build_worker(env.client, pool, DEFAULT_POLICY, "bench", keyring=KEYRING):
+            async with build_worker(env.client, pool, POLICY, "bench", keyring=KEYRING):
                 await through_the_loop("cases", cases, lambda i: one_case(client, i))
             run_seconds = time.perf_counter() - began
             cli = {

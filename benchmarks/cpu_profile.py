@@ -46,7 +46,7 @@ from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from activities.db import create_pool, migrate  # noqa: E402
 from caseloop.client import CaseClient  # noqa: E402
-from support import BIN, CONVERTER, KEYS  # noqa: E402
+from support import BIN, CONVERTER, KEYS, POLICY_FILE  # noqa: E402
 from worker import register_search_attributes  # noqa: E402
 
 # (category, pattern on a frame "function (file:line)"); the first that matches names it.
@@ -209,6 +209,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 "TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
                 "DATABASE_URL": pg.get_uri(),
                 "CASE_ENCRYPTION_KEYS": KEYS,
+                # the built-in policy, a revisit allowed at once (tests/support.py)
+                "CASE_POLICY": str(POLICY_FILE),
                 "CASE_TASK_QUEUE": task_queue,
                 "LOG_FORMAT": "json",
                 "LOG_LEVEL": "info",

@@ -86,7 +86,7 @@ from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from activities.db import create_pool, migrate  # noqa: E402
 from caseloop.client import CaseClient  # noqa: E402
-from support import BIN, CONVERTER, KEYS, LIFECYCLE, report  # noqa: E402
+from support import BIN, CONVERTER, KEYS, LIFECYCLE, POLICY_FILE, report  # noqa: E402
 from worker import register_search_attributes  # noqa: E402
 
 WARM_UP = 10  # lifecycles of each kind before the first round, at concurrency 10
@@ -578,6 +578,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 "TEMPORAL_ADDRESS": target,
                 "DATABASE_URL": pg.get_uri(),
                 "CASE_ENCRYPTION_KEYS": KEYS,
+                # the built-in policy, a revisit allowed at once (tests/support.py)
+                "CASE_POLICY": str(POLICY_FILE),
                 "LOG_FORMAT": "json",
                 "LOG_LEVEL": "info",
             }
