@@ -199,7 +199,9 @@ async def main(
             save(out, result)
 
             # the wave: a zone whose next midnight follows the time the wave needs
-            needs = timedelta(seconds=wave * 2 / rate * 2 + 120)
+            # (two calls per wave case at the bulk's rate of one call, with half again as
+            # margin; the midnights of the world's zones come every 15 or 30 minutes)
+            needs = timedelta(seconds=wave * 2 / rate * 1.5 + 60)
             zone, due = midnight_zone(datetime.now(UTC) + needs)
             await stop(worker)
             policy = write_policy(policy_file, zone)
@@ -221,6 +223,8 @@ async def main(
                 )
 
             wave_s = await in_waves(wave, concurrency, "wave cases", wave_one, time.perf_counter())
+            if datetime.now(UTC) >= due - timedelta(seconds=10):
+                raise SystemExit(f"the wave's setup ran past its midnight {due.isoformat()}")
             open_cases = await pool.fetchval("SELECT count(*) FROM cases WHERE archived_at IS NULL")
             worker_rss = rss_mib(worker.pid)
             server_rss = rss_total(server_pids)

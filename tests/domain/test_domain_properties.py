@@ -1,7 +1,7 @@
 """Properties of the pure decider over random lives of a case (Hypothesis state machine).
 
 A case is opened (some start dispatched and already overdue), then driven through random
-sequences of all 15 commands (mostly valid payloads, raw payloads with a field spoilt,
+sequences of all the commands (mostly valid payloads, raw payloads with a field spoilt,
 dropped or added; right and wrong actors: staff of the case's orgs and of other orgs,
 residents, departments, the system) and deadline checks, each at a random moment seconds to
 days after the last (+08:00, never going back). A refusal (DomainError) is an allowed
@@ -20,7 +20,9 @@ outcome; any other exception fails. After every step:
    district one rung at a time, only return_case lowers it (clears it), and
    escalation_count counts the case_escalated events;
 6. the flag only gets worse (green → yellow → red);
-7. no refusal quotes the reporter's name or phone (also for a refused start input).
+7. no refusal quotes the reporter's name or phone (also for a refused start input);
+8. under a policy with the rules of 2026.3, every open case has a next wake time (no case
+   waits without a running clock), also when it is left alone across its clocks.
 
 Also: the policy (the default ladder or a random one) is stamped on every clock; timers
 fired at the case's next wake settle within a few checks, the next wake then lying ahead.
