@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from typing import TypedDict
+from typing import Annotated, TypedDict
+
+from pydantic import ConfigDict, Field
 
 from domain.commands import OpenCase
 from domain.model import (
@@ -182,7 +184,13 @@ def evolve_fields(state: CaseState, changes: CaseChanges) -> CaseState:
 
 
 class CaseSummary(Frozen):
-    """What an update returns: where the case stands after the command."""
+    """What an update returns: where the case stands after the command.
+
+    A reader ignores fields it does not know (a client older than the worker keeps
+    working), and the fields added since 2026.3 are left out where the case's policy does
+    not have them, so a case under an older policy answers exactly as before."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", str_max_length=4000)
 
     case_id: str
     version: int
@@ -193,9 +201,10 @@ class CaseSummary(Frozen):
     due_at: datetime | None
     reopen_count: int
     escalation_count: int
-    light: Flag | None = None  # the light now (flag: the worst colour so far)
-    loop: Loop | None = None
-    pending_return: bool = False
+    # the light now (flag: the worst colour so far), under a policy with `flag_is_light`
+    light: Annotated[Flag | None, Field(exclude_if=lambda v: v is None)] = None
+    loop: Annotated[Loop | None, Field(exclude_if=lambda v: v is None)] = None
+    pending_return: Annotated[bool, Field(exclude_if=lambda v: not v)] = False
 
 
 class CaseRecord(Frozen):
@@ -225,7 +234,8 @@ class CaseRecord(Frozen):
     policy_version: str
 
 
-def summary(state: CaseState) -> CaseSummary:
+def summary(state: CaseState, *, light: bool = True) -> CaseSummary:
+    """`light`: whether the case's policy shows the light (`flag_is_light`)."""
     return CaseSummary(
         case_id=state.case_id,
         version=state.version,
@@ -236,7 +246,7 @@ def summary(state: CaseState) -> CaseSummary:
         due_at=state.due_at,
         reopen_count=state.reopen_count,
         escalation_count=state.escalation_count,
-        light=state.light,
+        light=state.light if light else None,
         loop=state.loop,
         pending_return=state.pending_return is not None,
     )

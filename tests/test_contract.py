@@ -146,3 +146,30 @@ def test_details_show_deadlines_in_local_time() -> None:
     )
     assert "due 2026-11-26 09:30" in text and "3 days left at the last event" in text
     assert "王阿姨" not in text and "13800000000" not in text
+
+
+def test_a_summary_reads_as_before_for_a_case_under_an_older_policy() -> None:
+    """An update's summary gained fields with policy 2026.3: left out where the case's
+    policy lacks them (a client built before them reads it), and a reader ignores fields
+    it does not know (a client older than the worker keeps working)."""
+    from domain.state import CaseSummary, summary
+
+    case = parse_open_case(report("T3"))
+    now = datetime.fromisoformat("2026-11-23T09:30:00+08:00")
+    before = {
+        "case_id",
+        "version",
+        "step",
+        "level",
+        "flag",
+        "assignee",
+        "due_at",
+        "reopen_count",
+        "escalation_count",
+    }
+    for policy, added in ((POLICY_2026_2, set()), (DEFAULT_POLICY, {"light"})):
+        state, _ = apply_batch(None, open_case("case-hotline_12345-T3", case, now, policy))
+        shown = summary(state, light=policy.flag_is_light).model_dump(mode="json")
+        assert set(shown) == before | added
+    newer = {**shown, "a_field_of_tomorrow": 1}
+    assert CaseSummary.model_validate(newer).model_dump(mode="json") == shown

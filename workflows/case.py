@@ -325,7 +325,7 @@ class CaseWorkflow:
         except DomainError as exc:
             # the case moved on between validator and handler
             raise failure(str(exc), COMMAND_REFUSED) from None
-        return summary(self._ready)
+        return summary(self._ready, light=self._policy_.flag_is_light)
 
     async def _decide_and_commit(
         self, command: Command | CheckDeadlines | CheckDepartment, command_id: str | None
