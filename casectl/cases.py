@@ -455,6 +455,10 @@ def _print_case(
         )
     if state.feedback_unanswered:
         facts.add_row("feedback", "no answer from the resident (not rated)")
+    if state.urge_count and state.last_urged_at is not None:
+        facts.add_row(
+            "urged", f"{state.urge_count}×, last {_local(policy, state.last_urged_at)} (督办)"
+        )
     for breach in state.breaches:
         where = f"{breach.loop.value} loop" if breach.loop else f"{breach.level.value} level"
         facts.add_row(

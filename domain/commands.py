@@ -200,6 +200,14 @@ class MergeInto(Command):
     reason: Text | None = None
 
 
+class UrgeCase(Command):
+    """督办/催办: an officer of the case's street or district urges it on. Recorded and
+    counted; the handler, level and clocks stay as they are."""
+
+    kind: Literal["urge_case"] = "urge_case"
+    message: Text
+
+
 class CheckDeadlines(Frozen):
     """Internal: a deadline timer fired. Not an update; the workflow sends it itself."""
 

@@ -33,6 +33,7 @@ from domain.commands import (
     ReviewReturn,
     ScheduleDeliberation,
     SummonDepartments,
+    UrgeCase,
     Withdraw,
 )
 from domain.errors import DomainError
@@ -45,6 +46,7 @@ from domain.events import (
     CaseOpened,
     CaseReopened,
     CaseReturned,
+    CaseUrged,
     CaseWithdrawn,
     DeadlineBreached,
     DeadlineStarted,
@@ -705,6 +707,19 @@ def _merge(state: CaseState, cmd: MergeInto, now: datetime, policy: DeadlinePoli
     ]
 
 
+@_decides(UrgeCase)
+def _urge(state: CaseState, cmd: UrgeCase, now: datetime, policy: DeadlinePolicy) -> list[Event]:
+    """督办/催办: in any step of an open case; recorded and counted, nothing else moves."""
+    authz.require(
+        authz.is_supervising_officer(cmd.actor, state),
+        cmd.kind,
+        cmd.actor,
+        "may not urge: only a street officer of the case's street or a district officer of "
+        "its district urges a case on (督办)",
+    )
+    return [CaseUrged(occurred_at=now, actor=cmd.actor, message=cmd.message, level=state.level)]
+
+
 def _check_deadlines(state: CaseState, now: datetime, policy: DeadlinePolicy) -> list[Event]:
     """A timer fired: warn, breach, escalate or remind for every clock that is due."""
     if state.archived:
@@ -1090,6 +1105,8 @@ def _changes(s: CaseState, e: Event) -> CaseChanges:
             clock = e.clock or Clock.RESOLVE
             reminded = s.deadlines[clock].changed({"remind_at": e.next_remind_at})
             return {"deadlines": _with_deadline(s, reminded)}
+        case CaseUrged():
+            return {"urge_count": s.urge_count + 1, "last_urged_at": e.occurred_at}
         case CaseArchived():
             return {
                 "step": Step.ARCHIVE,

@@ -271,6 +271,14 @@ class OverdueReminded(EventBase):
     clock: Annotated[Clock | None, Field(exclude_if=lambda v: v is None)] = None
 
 
+class CaseUrged(EventBase):
+    """督办/催办: an officer of the case's street or district urged it on."""
+
+    type: Literal["case_urged"] = "case_urged"
+    message: str
+    level: Level | None  # the level that held the case (None: not dispatched yet)
+
+
 class CaseArchived(EventBase):
     type: Literal["case_archived"] = "case_archived"
     outcome: Outcome
@@ -305,6 +313,7 @@ Event = Annotated[
     | DeadlineBreached
     | CaseEscalated
     | OverdueReminded
+    | CaseUrged
     | CaseArchived,
     Field(discriminator="type"),
 ]

@@ -88,6 +88,9 @@ class CaseState(Frozen):
     late: list[Clock] = []
     breaches: list[Breach] = []
     feedback_unanswered: bool = False  # the resident did not answer: not rated
+    # 督办: how often an officer of the street or district urged the case on, and when last
+    urge_count: int = 0
+    last_urged_at: datetime | None = None
 
     @property
     def light(self) -> Flag:
@@ -170,6 +173,8 @@ class CaseChanges(TypedDict, total=False):
     late: list[Clock]
     breaches: list[Breach]
     feedback_unanswered: bool
+    urge_count: int
+    last_urged_at: datetime | None
 
 
 def evolve_fields(state: CaseState, changes: CaseChanges) -> CaseState:

@@ -1,0 +1,61 @@
+"""What operators see of the social side of a case: the Temporal UI's details and
+`casectl show` (its text, rendered in this process from a state the domain derived)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from casectl.cases import _print_case
+from domain.commands import parse_command, parse_open_case
+from domain.decider import apply_batch, decide, open_case
+from domain.events import Event
+from domain.policy import DEFAULT_POLICY
+from domain.state import CaseState
+from support import COMMUNITY_ADMIN, STREET_OFFICER, report
+from workflows.details import details
+
+OPENED_AT = datetime.fromisoformat("2026-11-23T09:30:00+08:00")
+CASE_ID = "case-hotline_12345-V-1"
+PHONE, NAME = "13800000000", "王阿姨"  # the reporter of support.report()
+
+
+class Case:
+    """A case moved on by commands, as the workflow would (without it)."""
+
+    def __init__(self) -> None:
+        opened = open_case(CASE_ID, parse_open_case(report("V-1")), OPENED_AT, DEFAULT_POLICY)
+        self.state: CaseState
+        self.state, self.events = apply_batch(None, opened)
+        self.now = OPENED_AT
+
+    def send(self, name: str, body: dict[str, Any], after: timedelta = timedelta(minutes=5)) -> None:
+        self.now += after
+        decided = decide(self.state, parse_command(name, body), self.now, DEFAULT_POLICY)
+        self.state, stamped = apply_batch(self.state, decided, f"cmd-{len(self.events)}")
+        self.events.extend(stamped)
+
+
+def shown(state: CaseState, events: list[Event], capsys: pytest.CaptureFixture[str]) -> str:
+    _print_case(state, events, DEFAULT_POLICY, OPENED_AT + timedelta(days=1))
+    return capsys.readouterr().out
+
+
+def test_urging_is_shown_in_the_details_and_by_casectl_show(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    case = Case()
+    case.send(
+        "dispatch", {"actor": COMMUNITY_ADMIN, "severity": "minor", "handling_class": "immediate"}
+    )
+    assert "urged" not in details(case.state, DEFAULT_POLICY)
+    case.send("urge_case", {"actor": STREET_OFFICER, "message": "居民多次来电，请尽快处理"})
+    case.send("urge_case", {"actor": STREET_OFFICER, "message": "第二次督办"}, timedelta(hours=1))
+    text = details(case.state, DEFAULT_POLICY)
+    assert "- urged 2×, last 2026-11-23 10:40" in text
+    out = shown(case.state, case.events, capsys)
+    assert "urged" in out and "2×, last 2026-11-23 10:40 (督办)" in out
+    assert "case_urged" in out and "so-1 (street_officer)" in out and "第二次督办" in out
+    assert PHONE not in out and NAME not in out
