@@ -35,7 +35,7 @@ from caseloop.client import WORKFLOW_TYPE, CommandRefused
 from domain.commands import COMMANDS, parse_command, parse_open_case
 from domain.errors import DomainError, validation_message
 from domain.events import EVENT_LIST, CaseOpened, Event, EventBase
-from domain.model import Flag, HandlingClass, Level, Role, Severity, Source, Step
+from domain.model import Evidence, Flag, HandlingClass, Level, Role, Severity, Source, Step
 from domain.policy import Deadline, DeadlinePolicy, format_duration, format_local
 from domain.state import CaseState, CaseSummary
 from infra.settings import SettingsError
@@ -494,6 +494,27 @@ def _print_case(
             )
         out.print(deadlines)
 
+    if state.evidence:
+        evidence = Table(
+            title="evidence (references; the files are kept elsewhere)", title_justify="left"
+        )
+        for column in ("seq", "step", "event", "by", "type", "sha256"):
+            evidence.add_column(column, no_wrap=True)
+        evidence.add_column("uri", overflow="fold")
+        evidence.add_column("caption")
+        for item in state.evidence:
+            evidence.add_row(
+                str(item.seq),
+                item.step.value,
+                item.event,
+                item.by or "—",
+                item.evidence.media_type,
+                item.evidence.sha256[:12] + "…",
+                item.evidence.uri,
+                item.evidence.caption or "",
+            )
+        out.print(evidence)
+
     timeline = Table(title="events", title_justify="left")
     for column in ("seq", "time", "type", "actor"):
         timeline.add_column(column, no_wrap=True)
@@ -543,6 +564,8 @@ def _brief(value: object, policy: DeadlinePolicy) -> str | None:
         return None
     if isinstance(value, Deadline):
         return f"{value.clock.value} due {_local(policy, value.due_at)}"
+    if isinstance(value, Evidence):  # listed in full in the evidence table
+        return value.media_type
     if isinstance(value, datetime):
         return _local(policy, value)
     if isinstance(value, list):

@@ -16,6 +16,7 @@ from domain.model import (
     Actor,
     AwareDatetime,
     CaseId,
+    EvidenceList,
     Frozen,
     HandlingClass,
     Location,
@@ -68,6 +69,7 @@ class CheckIn(Command):
     """The handler is on site (the 7 of 7135)."""
 
     kind: Literal["check_in"] = "check_in"
+    evidence: EvidenceList = []  # e.g. a photo taken on arrival
 
 
 class RecordDeliberation(Command):
@@ -117,6 +119,7 @@ class ReportResolution(Command):
 
     kind: Literal["report_resolution"] = "report_resolution"
     summary: Text
+    evidence: EvidenceList = []  # e.g. photos of the result, the signed acceptance
 
 
 class RecordFeedback(Command):
@@ -135,6 +138,7 @@ class RecordRevisit(Command):
     satisfaction: Satisfaction
     notes: Text | None = None
     in_person: bool = True
+    evidence: EvidenceList = []
 
 
 def _sensible_extension(value: timedelta) -> timedelta:

@@ -93,6 +93,7 @@ from domain.state import (
     Breach,
     CaseChanges,
     CaseState,
+    EvidenceRecord,
     PendingExtension,
     PendingReturn,
     evolve_fields,
@@ -250,7 +251,9 @@ def _check_in(state: CaseState, cmd: CheckIn, now: datetime, policy: DeadlinePol
         )
     else:  # the clock runs only where a visit is needed: late only if it ran out
         on_time = Clock.ON_SITE not in state.late and (on_site is None or now < on_site.due_at)
-    return [HandlerCheckedIn(occurred_at=now, actor=cmd.actor, on_time=on_time)]
+    return [
+        HandlerCheckedIn(occurred_at=now, actor=cmd.actor, on_time=on_time, evidence=cmd.evidence)
+    ]
 
 
 @_decides(RecordDeliberation)
@@ -420,6 +423,7 @@ def _report_resolution(
             summary=cmd.summary,
             on_time=on_time,
             feedback=feedback,
+            evidence=cmd.evidence,
         )
     ]
 
@@ -529,6 +533,7 @@ def _revisit(
             satisfaction=cmd.satisfaction,
             notes=cmd.notes,
             in_person=cmd.in_person,
+            evidence=cmd.evidence,
         )
     ]
     if cmd.satisfaction.content:
@@ -948,6 +953,7 @@ def _changes(s: CaseState, e: Event) -> CaseChanges:
             }
         case HandlerCheckedIn():
             return {
+                "evidence": _with_evidence(s, e),
                 "checked_in_at": e.occurred_at,
                 "deadlines": _without(s, Clock.ON_SITE),
                 "late": _made_good(s, Clock.ON_SITE),
@@ -983,6 +989,7 @@ def _changes(s: CaseState, e: Event) -> CaseChanges:
         case ResolutionReported():
             running = _without(s, Clock.RESOLVE, Clock.ON_SITE, Clock.CLAIM)
             return {
+                "evidence": _with_evidence(s, e),
                 "step": Step.FEEDBACK,
                 "resolved_at": e.occurred_at,
                 "on_time": e.on_time,
@@ -1007,6 +1014,7 @@ def _changes(s: CaseState, e: Event) -> CaseChanges:
             }
         case RevisitRecorded():
             return {
+                "evidence": _with_evidence(s, e),
                 "satisfaction": e.satisfaction,
                 "deadlines": _without(s, Clock.REVISIT),
                 "late": _made_good(s, Clock.REVISIT),
@@ -1144,6 +1152,27 @@ def _breached(s: CaseState, e: DeadlineBreached) -> CaseChanges:
     if e.clock is Clock.RESOLVE:
         changes["on_time"] = False
     return changes
+
+
+def _with_evidence(
+    s: CaseState, e: HandlerCheckedIn | ResolutionReported | RevisitRecorded
+) -> list[EvidenceRecord]:
+    """The case's evidence with what `e` carried, each piece with the step and event."""
+    by = e.actor.id if e.actor else None
+    return [
+        *s.evidence,
+        *(
+            EvidenceRecord(
+                evidence=item,
+                step=s.step,
+                event=e.type,
+                seq=e.seq,
+                recorded_at=e.occurred_at,
+                by=by,
+            )
+            for item in e.evidence
+        ),
+    ]
 
 
 def _made_good(s: CaseState, clock: Clock) -> list[Clock]:

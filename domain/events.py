@@ -17,6 +17,7 @@ from domain.commands import OpenCase
 from domain.model import (
     Actor,
     CaseId,
+    EvidenceList,
     Flag,
     Frozen,
     HandlingClass,
@@ -67,6 +68,7 @@ class CaseClaimed(EventBase):
 class HandlerCheckedIn(EventBase):
     type: Literal["handler_checked_in"] = "handler_checked_in"
     on_time: bool
+    evidence: EvidenceList = []  # left out of the JSON when empty
 
 
 class DeliberationRecorded(EventBase):
@@ -139,6 +141,7 @@ class ResolutionReported(EventBase):
     on_time: bool
     # the feedback clock (policies with one)
     feedback: Annotated[Deadline | None, Field(exclude_if=lambda v: v is None)] = None
+    evidence: EvidenceList = []  # left out of the JSON when empty
 
 
 class FeedbackUnanswered(EventBase):
@@ -164,6 +167,7 @@ class RevisitRecorded(EventBase):
     satisfaction: Satisfaction
     notes: str | None
     in_person: bool
+    evidence: EvidenceList = []  # left out of the JSON when empty
 
 
 class CaseReopened(EventBase):

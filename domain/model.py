@@ -247,6 +247,47 @@ class Reporter(Frozen):
     ] = []
 
 
+# A reference to a file kept elsewhere (a photo, a video, a signed form): printable ASCII,
+# no credentials before the host, schemes https, http, s3 or urn. The file itself never
+# travels with a command.
+EvidenceUri = Annotated[
+    str,
+    StringConstraints(
+        max_length=500,
+        pattern=r"^(?:(?:https?|s3)://[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?"
+        r"(?:[/?#][!-~]*)?|urn:[A-Za-z0-9][A-Za-z0-9-]{0,31}:[!-~]+)$",
+    ),
+]
+
+
+class Evidence(Frozen):
+    """Evidence by reference (a photo on site, the signed resolution): where the file is,
+    its SHA-256 and its media type, so that anyone who fetches it can check it is the file
+    recorded. No file content ever."""
+
+    uri: EvidenceUri
+    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    media_type: Annotated[
+        str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,30}/[a-z0-9][a-z0-9.+_-]{0,99}$")
+    ]
+    caption: ShortText | None = None
+
+
+def _distinct_files(values: list[Evidence]) -> list[Evidence]:
+    if len({v.sha256 for v in values}) != len(values):
+        raise ValueError("must not list the same file (sha256) twice")
+    return values
+
+
+# The evidence a command may carry: at most 20 references, none twice. Left out of the
+# JSON when empty, so commands and events from before evidence existed keep their content.
+EvidenceList = Annotated[
+    list[Evidence],
+    Field(max_length=20, exclude_if=lambda v: not v),
+    AfterValidator(_distinct_files),
+]
+
+
 class Actor(Frozen):
     """Who sends a command, as asserted by the authenticated calling system."""
 

@@ -7,6 +7,7 @@ from typing import TypedDict
 
 from domain.commands import OpenCase
 from domain.model import (
+    Evidence,
     Flag,
     Frozen,
     HandlingClass,
@@ -43,6 +44,17 @@ class Breach(Frozen):
     loop: Loop | None = None
     due_at: datetime
     recorded_at: datetime
+
+
+class EvidenceRecord(Frozen):
+    """One piece of evidence of the case, and where it came from."""
+
+    evidence: Evidence
+    step: Step  # the step the case stood in
+    event: str  # the event that carried it (handler_checked_in, resolution_reported, ...)
+    seq: int
+    recorded_at: datetime
+    by: str | None  # the actor's id
 
 
 class CaseState(Frozen):
@@ -91,6 +103,8 @@ class CaseState(Frozen):
     # 督办: how often an officer of the street or district urged the case on, and when last
     urge_count: int = 0
     last_urged_at: datetime | None = None
+    # every reference to evidence the case's commands carried, oldest first
+    evidence: list[EvidenceRecord] = []
 
     @property
     def light(self) -> Flag:
@@ -175,6 +189,7 @@ class CaseChanges(TypedDict, total=False):
     feedback_unanswered: bool
     urge_count: int
     last_urged_at: datetime | None
+    evidence: list[EvidenceRecord]
 
 
 def evolve_fields(state: CaseState, changes: CaseChanges) -> CaseState:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,7 +15,7 @@ from domain.decider import apply_batch, decide, open_case
 from domain.events import Event
 from domain.policy import DEFAULT_POLICY
 from domain.state import CaseState
-from support import COMMUNITY_ADMIN, STREET_OFFICER, report
+from support import COMMUNITY_ADMIN, GRID_WORKER, STREET_OFFICER, report
 from workflows.details import details
 
 OPENED_AT = datetime.fromisoformat("2026-11-23T09:30:00+08:00")
@@ -31,7 +32,9 @@ class Case:
         self.state, self.events = apply_batch(None, opened)
         self.now = OPENED_AT
 
-    def send(self, name: str, body: dict[str, Any], after: timedelta = timedelta(minutes=5)) -> None:
+    def send(
+        self, name: str, body: dict[str, Any], after: timedelta = timedelta(minutes=5)
+    ) -> None:
         self.now += after
         decided = decide(self.state, parse_command(name, body), self.now, DEFAULT_POLICY)
         self.state, stamped = apply_batch(self.state, decided, f"cmd-{len(self.events)}")
@@ -59,3 +62,26 @@ def test_urging_is_shown_in_the_details_and_by_casectl_show(
     assert "urged" in out and "2×, last 2026-11-23 10:40 (督办)" in out
     assert "case_urged" in out and "so-1 (street_officer)" in out and "第二次督办" in out
     assert PHONE not in out and NAME not in out
+
+
+def test_evidence_is_listed_by_casectl_show(capsys: pytest.CaptureFixture[str]) -> None:
+    case = Case()
+    case.send(
+        "dispatch", {"actor": COMMUNITY_ADMIN, "severity": "minor", "handling_class": "immediate"}
+    )
+    case.send("claim", {"actor": GRID_WORKER})
+    photo = {
+        "uri": "https://files.example.gov.cn/cases/V-1/arrival.jpg",
+        "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+        "media_type": "image/jpeg",
+        "caption": "到场照片",
+    }
+    case.send("check_in", {"actor": GRID_WORKER, "evidence": [photo]})
+    out = shown(case.state, case.events, capsys)
+    assert "evidence (references; the files are kept elsewhere)" in out
+    [row] = [line for line in out.splitlines() if "arrival.jpg" in line]
+    assert "handler_checked_in" in row and "deliberate" in row and "gw-1" in row
+    assert "image/jpeg" in row and "9f86d081884c…" in row and "到场照片" in row
+    # the event's line names the media type, not the whole reference
+    assert re.search(r"handler_checked_in .*evidence image/jpeg", out)
+    assert "- evidence: 1 reference(s)" in details(case.state, DEFAULT_POLICY)

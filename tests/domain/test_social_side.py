@@ -6,14 +6,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from domain.commands import UrgeCase
+from domain.commands import Claim, ReportResolution, UrgeCase, parse_command
 from domain.errors import DomainError
-from domain.events import CaseUrged, event_payload
-from domain.model import Actor, Level, Step
+from domain.events import (
+    CaseUrged,
+    HandlerCheckedIn,
+    ResolutionReported,
+    RevisitRecorded,
+    event_payload,
+)
+from domain.model import Actor, Evidence, Level, Step
 from domain.policy import Clock
 
 if TYPE_CHECKING:
@@ -25,7 +31,7 @@ HOUR = timedelta(hours=1)
 
 def refused(s: Story, command: object, at: object, pattern: str) -> str:
     with pytest.raises(DomainError, match=pattern) as refusal:
-        s.decide(command, at)  # type: ignore[arg-type]
+        s.decide(command, at)
     return str(refusal.value)
 
 
@@ -121,9 +127,137 @@ def test_an_archived_case_is_not_urged(story: NewStory, actors: Actors) -> None:
 
 
 def test_an_empty_message_is_refused_naming_the_field(actors: Actors) -> None:
-    from domain.commands import parse_command
-
     with pytest.raises(DomainError, match=r"^urge_case refused: message: "):
         parse_command(
             "urge_case", {"actor": actors.street_officer.model_dump(mode="json"), "message": " "}
         )
+
+
+# ------------------------------------------------------------------ evidence by reference
+
+SHA = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+PHOTO = {"uri": "https://files.example.gov.cn/cases/T-0001/lamp.jpg", "sha256": SHA}
+
+
+def evidence(n: int = 1, **changes: object) -> list[dict[str, object]]:
+    return [
+        {
+            "uri": f"s3://case-evidence/T-0001/{i}.jpg",
+            "sha256": f"{i:064x}",
+            "media_type": "image/jpeg",
+            **changes,
+        }
+        for i in range(n)
+    ]
+
+
+def with_evidence(name: str, actor: Actor, items: object, **body: object) -> Any:
+    return parse_command(name, {"actor": actor.model_dump(mode="json"), "evidence": items, **body})
+
+
+def test_check_in_resolution_and_revisit_carry_evidence_into_events_and_state(
+    story: NewStory, actors: Actors
+) -> None:
+    s = story()
+    s.dispatch()
+    s.run(Claim(actor=actors.grid_worker), s.CLAIM_AT)
+    photo = [{**PHOTO, "media_type": "image/jpeg", "caption": "到场 (on site)"}]
+    [checked_in] = s.run(
+        with_evidence("check_in", actors.grid_worker, photo),
+        s.CHECK_IN_AT,
+    )
+    assert isinstance(checked_in, HandlerCheckedIn)
+    assert checked_in.evidence == [Evidence.model_validate(photo[0])]
+    s.advance(Step.RESOLVE)
+    signed = evidence(2, media_type="application/pdf")
+    [resolved] = s.run(
+        with_evidence("report_resolution", actors.grid_worker, signed, summary="lamp replaced"),
+        s.RESOLVE_AT,
+    )
+    assert isinstance(resolved, ResolutionReported) and len(resolved.evidence) == 2
+    s.advance(Step.REVISIT)
+    revisit = with_evidence(
+        "record_revisit",
+        actors.grid_worker,
+        evidence(1, uri="urn:uuid:0f1e2d3c-visit"),
+        satisfaction="satisfied",
+    )
+    revisited, _archived = s.run(revisit, s.REVISIT_AT)
+    assert isinstance(revisited, RevisitRecorded) and revisited.evidence[0].uri.startswith("urn:")
+    kept = s.state.evidence
+    assert [(r.step, r.event, r.seq, r.by) for r in kept] == [
+        (Step.DELIBERATE, "handler_checked_in", checked_in.seq, "gw-1"),
+        (Step.RESOLVE, "resolution_reported", resolved.seq, "gw-1"),
+        (Step.RESOLVE, "resolution_reported", resolved.seq, "gw-1"),
+        (Step.REVISIT, "revisit_recorded", revisited.seq, "gw-1"),
+    ]
+    assert kept[0].evidence.caption == "到场 (on site)"
+    assert kept[0].recorded_at == s.CHECK_IN_AT
+    assert [r.evidence.media_type for r in kept[1:3]] == ["application/pdf"] * 2
+
+
+def test_events_without_evidence_keep_their_recorded_content(story: NewStory) -> None:
+    s = story().advance(Step.ARCHIVE)
+    for event in s.events:
+        if isinstance(event, HandlerCheckedIn | ResolutionReported | RevisitRecorded):
+            assert "evidence" not in event_payload(event), event.type
+    assert s.state.evidence == []
+    body = ReportResolution(actor=Actor(id="gw-1", role="grid_worker", org="G-01"), summary="x")
+    assert "evidence" not in body.model_dump(mode="json")
+
+
+@pytest.mark.parametrize(
+    ("items", "problem"),
+    [
+        (evidence(21), r"evidence: List should have at most 20 items"),
+        (evidence(1, sha256="ABC"), r"evidence\.0\.sha256: String should match pattern"),
+        (evidence(1, sha256=SHA.upper()), r"evidence\.0\.sha256: String should match pattern"),
+        (evidence(1, media_type="JPEG"), r"evidence\.0\.media_type: String should match"),
+        (evidence(1, media_type="image/jpeg; q=1"), r"evidence\.0\.media_type: String should"),
+        (evidence(1, uri="ftp://files/x.jpg"), r"evidence\.0\.uri: String should match pattern"),
+        (evidence(1, uri="file:///etc/passwd"), r"evidence\.0\.uri: String should match"),
+        (evidence(1, uri="javascript:alert(1)"), r"evidence\.0\.uri: String should match"),
+        (evidence(1, uri="https://user:pw@host/x"), r"evidence\.0\.uri: String should match"),
+        (evidence(1, uri="https://host/a b.jpg"), r"evidence\.0\.uri: String should match"),
+        (
+            evidence(1, uri="https://host/" + "x" * 490),
+            r"evidence\.0\.uri: String should have at most 500",
+        ),
+        (evidence(1, caption=""), r"evidence\.0\.caption: String should have at least 1"),
+        (evidence(1, caption="x" * 101), r"evidence\.0\.caption: String should have at most 100"),
+        (
+            evidence(1, content="aGVsbG8="),
+            r"evidence\.0\.content: Extra inputs are not permitted",
+        ),
+        (
+            evidence(1)[:1] * 2,
+            r"evidence: Value error, must not list the same file \(sha256\) twice",
+        ),
+        ([{"uri": PHOTO["uri"], "sha256": SHA}], r"evidence\.0\.media_type: Field required"),
+    ],
+)
+def test_bad_evidence_is_refused_naming_the_field(
+    actors: Actors, items: list[dict[str, object]], problem: str
+) -> None:
+    for name, body in (
+        ("check_in", {}),
+        ("report_resolution", {"summary": "done"}),
+        ("record_revisit", {"satisfaction": "satisfied"}),
+    ):
+        with pytest.raises(DomainError, match=rf"^{name} refused: {problem}"):
+            with_evidence(name, actors.grid_worker, items, **body)
+
+
+def test_the_schemes_and_media_types_accepted(actors: Actors) -> None:
+    for uri in (
+        "https://files.example.gov.cn/a/b.jpg?v=1#p",
+        "http://10.0.0.5:8080/evidence/1.png",
+        "s3://case-evidence/2026/11/T-0001.mp4",
+        "urn:uuid:123e4567-e89b-12d3-a456-426614174000",
+        "https://host",
+    ):
+        for media_type in ("image/jpeg", "application/pdf", "video/mp4", "image/svg+xml"):
+            command = with_evidence(
+                "check_in", actors.grid_worker, evidence(1, uri=uri, media_type=media_type)
+            )
+            assert command.evidence[0].uri == uri
