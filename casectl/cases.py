@@ -35,7 +35,17 @@ from caseloop.client import WORKFLOW_TYPE, CommandRefused
 from domain.commands import COMMANDS, parse_command, parse_open_case
 from domain.errors import DomainError, validation_message
 from domain.events import EVENT_LIST, CaseOpened, Event, EventBase
-from domain.model import Evidence, Flag, HandlingClass, Level, Role, Severity, Source, Step
+from domain.model import (
+    Evidence,
+    Flag,
+    HandlingClass,
+    Level,
+    RevisitChecklist,
+    Role,
+    Severity,
+    Source,
+    Step,
+)
 from domain.policy import Deadline, DeadlinePolicy, format_duration, format_local
 from domain.state import CaseState, CaseSummary
 from infra.settings import SettingsError
@@ -566,6 +576,9 @@ def _brief(value: object, policy: DeadlinePolicy) -> str | None:
         return f"{value.clock.value} due {_local(policy, value.due_at)}"
     if isinstance(value, Evidence):  # listed in full in the evidence table
         return value.media_type
+    if isinstance(value, RevisitChecklist):  # 三必问: which of the three raised something
+        raised = [name for name in type(value).model_fields if getattr(value, name)]
+        return "asked, " + (f"raised: {', '.join(raised)}" if raised else "nothing raised")
     if isinstance(value, datetime):
         return _local(policy, value)
     if isinstance(value, list):

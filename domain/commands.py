@@ -22,6 +22,7 @@ from domain.model import (
     Location,
     OrgId,
     Reporter,
+    RevisitChecklist,
     Satisfaction,
     Severity,
     ShortText,
@@ -139,6 +140,8 @@ class RecordRevisit(Command):
     notes: Text | None = None
     in_person: bool = True
     evidence: EvidenceList = []
+    # 三必问; required where the case's policy says so (`revisit_checklist`)
+    checklist: Annotated[RevisitChecklist | None, Field(exclude_if=lambda v: v is None)] = None
 
 
 def _sensible_extension(value: timedelta) -> timedelta:

@@ -526,6 +526,11 @@ def _revisit(
             "record_revisit: in_person: this resident must be visited in person "
             "(their category requires it)"
         )
+    if policy.revisit_checklist and cmd.checklist is None:
+        raise DomainError(
+            "record_revisit: checklist: required by the case's policy: the three questions "
+            "(三必问: contradictions, dissatisfaction, concerns; null where nothing was raised)"
+        )
     events: list[Event] = [
         RevisitRecorded(
             occurred_at=now,
@@ -534,6 +539,7 @@ def _revisit(
             notes=cmd.notes,
             in_person=cmd.in_person,
             evidence=cmd.evidence,
+            checklist=cmd.checklist,
         )
     ]
     if cmd.satisfaction.content:

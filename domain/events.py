@@ -25,6 +25,7 @@ from domain.model import (
     Loop,
     OrgId,
     Outcome,
+    RevisitChecklist,
     Satisfaction,
     Severity,
     replaced,
@@ -168,6 +169,8 @@ class RevisitRecorded(EventBase):
     notes: str | None
     in_person: bool
     evidence: EvidenceList = []  # left out of the JSON when empty
+    # the three questions' answers (三必问), when given
+    checklist: Annotated[RevisitChecklist | None, Field(exclude_if=lambda v: v is None)] = None
 
 
 class CaseReopened(EventBase):

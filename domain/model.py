@@ -288,6 +288,16 @@ EvidenceList = Annotated[
 ]
 
 
+class RevisitChecklist(Frozen):
+    """三必问: the three questions asked at every revisit (矛盾问题、群众不满情绪、群众关心问题).
+    Each answer says what the resident raised, or null when nothing was; every key must be
+    given, so a checklist shows that all three were asked."""
+
+    contradictions: Text | None  # 矛盾问题: disputes, with neighbours or anyone else
+    dissatisfaction: Text | None  # 群众不满情绪: discontent
+    concerns: Text | None  # 群众关心问题: what else the resident cares about
+
+
 class Actor(Frozen):
     """Who sends a command, as asserted by the authenticated calling system."""
 

@@ -138,6 +138,8 @@ class DeadlinePolicy(Frozen):
     reviewed_returns: bool = False
     # The flag the UI filters on is the current light, not the worst colour so far.
     flag_is_light: bool = False
+    # A revisit is recorded with the answers to the three questions (三必问: `checklist`).
+    revisit_checklist: bool = False
 
     @field_validator("timezone")
     @classmethod

@@ -15,7 +15,7 @@ from domain.decider import apply_batch, decide, open_case
 from domain.events import Event
 from domain.policy import DEFAULT_POLICY
 from domain.state import CaseState
-from support import COMMUNITY_ADMIN, GRID_WORKER, STREET_OFFICER, report
+from support import COMMUNITY_ADMIN, GRID_WORKER, LIFECYCLE, STREET_OFFICER, report
 from workflows.details import details
 
 OPENED_AT = datetime.fromisoformat("2026-11-23T09:30:00+08:00")
@@ -85,3 +85,18 @@ def test_evidence_is_listed_by_casectl_show(capsys: pytest.CaptureFixture[str]) 
     # the event's line names the media type, not the whole reference
     assert re.search(r"handler_checked_in .*evidence image/jpeg", out)
     assert "- evidence: 1 reference(s)" in details(case.state, DEFAULT_POLICY)
+
+
+def test_the_revisit_checklist_is_summed_up_in_the_event_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    case = Case()
+    for name, body in LIFECYCLE[:-1]:
+        case.send(name, body)
+    checklist = {"contradictions": None, "dissatisfaction": "嫌太慢", "concerns": "停车难"}
+    revisit = {**LIFECYCLE[-1][1], "checklist": checklist}
+    case.send("record_revisit", revisit, timedelta(days=2))
+    out = shown(case.state, case.events, capsys)
+    # (the line may wrap in the table's last column)
+    assert re.search(r"revisit_recorded .*checklist asked, raised:", out)
+    assert "dissatisfaction, concerns" in out and "嫌太慢" not in out

@@ -29,6 +29,7 @@ OTHER_POLICIES = [
             "deliberation": WorkingDays(working_days=20),
             "department": timedelta(days=30),
             "revisit_rules": {},
+            "revisit_checklist": True,
         }
     ),
     POLICY_2026_2,  # no intake clock: the opening records one event fewer

@@ -20,7 +20,8 @@ from domain.events import (
     event_payload,
 )
 from domain.model import Actor, Evidence, Level, Step
-from domain.policy import Clock
+from domain.policy import DEFAULT_POLICY, Clock, DeadlinePolicy
+from policies import POLICY_2026_2
 
 if TYPE_CHECKING:
     from conftest import Actors, Story
@@ -261,3 +262,85 @@ def test_the_schemes_and_media_types_accepted(actors: Actors) -> None:
                 "check_in", actors.grid_worker, evidence(1, uri=uri, media_type=media_type)
             )
             assert command.evidence[0].uri == uri
+
+
+# ------------------------------------------------------------------ 三必问 at the revisit
+
+ANSWERS = {
+    "contradictions": None,
+    "dissatisfaction": "嫌维修太慢 (the repair took too long)",
+    "concerns": "楼道堆物 (things stacked in the stairwell)",
+}
+CHECKLIST_POLICY = POLICY_2026_2.model_copy(update={"revisit_checklist": True})
+
+
+def revisit(actor: Actor, **body: object) -> Any:
+    return parse_command(
+        "record_revisit",
+        {"actor": actor.model_dump(mode="json"), "satisfaction": "satisfied", **body},
+    )
+
+
+def test_the_three_answers_are_recorded_on_the_revisit(story: NewStory, actors: Actors) -> None:
+    s = story().advance(Step.REVISIT)
+    recorded, _archived = s.run(revisit(actors.grid_worker, checklist=ANSWERS), s.REVISIT_AT)
+    assert isinstance(recorded, RevisitRecorded) and recorded.checklist is not None
+    assert recorded.checklist.contradictions is None
+    assert recorded.checklist.concerns == ANSWERS["concerns"]
+    # every answer stays in the JSON, null ones too: all three were asked
+    assert event_payload(recorded)["checklist"] == ANSWERS
+
+
+def test_without_the_policy_flag_the_checklist_is_optional(story: NewStory, actors: Actors) -> None:
+    assert POLICY_2026_2.revisit_checklist is False and DEFAULT_POLICY.revisit_checklist is False
+    assert "revisit_checklist" not in POLICY_2026_2.model_dump(exclude_defaults=True)
+    s = story().advance(Step.REVISIT)
+    recorded, archived = s.run(revisit(actors.grid_worker), s.REVISIT_AT)
+    assert archived.type == "case_archived"
+    assert "checklist" not in event_payload(recorded)  # as recorded before the checklist
+
+
+def test_a_policy_that_requires_the_checklist_refuses_a_revisit_without_it(
+    story: NewStory, actors: Actors
+) -> None:
+    s = story(policy=CHECKLIST_POLICY).advance(Step.REVISIT)
+    message = refused(
+        s, revisit(actors.grid_worker), s.REVISIT_AT, r"^record_revisit: checklist: required"
+    )
+    assert "三必问" in message
+    assert s.run(revisit(actors.grid_worker, checklist=ANSWERS), s.REVISIT_AT)[-1].type == (
+        "case_archived"
+    )
+
+
+def test_nothing_raised_is_an_answer_too(story: NewStory, actors: Actors) -> None:
+    s = story(policy=CHECKLIST_POLICY).advance(Step.REVISIT)
+    nothing = {"contradictions": None, "dissatisfaction": None, "concerns": None}
+    recorded, _ = s.run(revisit(actors.grid_worker, checklist=nothing), s.REVISIT_AT)
+    assert event_payload(recorded)["checklist"] == nothing
+
+
+def test_a_policy_file_without_the_flag_loads_with_it_off() -> None:
+    loaded = DeadlinePolicy.model_validate_json('{"version": "older"}')
+    assert loaded.revisit_checklist is False
+    assert DeadlinePolicy.model_validate(
+        {"version": "v", "revisit_checklist": True}
+    ).revisit_checklist
+
+
+@pytest.mark.parametrize(
+    ("checklist", "problem"),
+    [
+        ({"contradictions": None, "dissatisfaction": None}, r"checklist\.concerns: Field required"),
+        ({}, r"checklist\.contradictions: Field required"),
+        ({**ANSWERS, "concerns": "  "}, r"checklist\.concerns: String should have at least 1"),
+        ({**ANSWERS, "others": "x"}, r"checklist\.others: Extra inputs are not permitted"),
+        ({**ANSWERS, "concerns": "x" * 4001}, r"checklist\.concerns: String should have at most"),
+        ("all fine", r"checklist: Input should be a valid dictionary"),
+    ],
+)
+def test_a_checklist_must_answer_all_three_keys(
+    actors: Actors, checklist: object, problem: str
+) -> None:
+    with pytest.raises(DomainError, match=rf"^record_revisit refused: {problem}"):
+        revisit(actors.grid_worker, checklist=checklist)
