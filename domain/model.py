@@ -224,6 +224,7 @@ class ResidentCategory(StrEnum):
     HOUSEHOLD_IN_DIFFICULTY = "household_in_difficulty"  # 困难家庭
     ELDERLY_LIVING_ALONE = "elderly_living_alone"  # 独居老人
     REPEAT_PETITIONER = "repeat_petitioner"  # 重复信访人
+    RESIDENTS_REPRESENTATIVE = "residents_representative"  # 居民代表
 
 
 def _distinct_categories(values: list[ResidentCategory]) -> list[ResidentCategory]:

@@ -19,8 +19,8 @@ from domain.events import (
     RevisitRecorded,
     event_payload,
 )
-from domain.model import Actor, Evidence, Level, Step
-from domain.policy import DEFAULT_POLICY, Clock, DeadlinePolicy
+from domain.model import Actor, Evidence, Level, ResidentCategory, Step
+from domain.policy import DEFAULT_POLICY, Clock, DeadlinePolicy, RevisitRule
 from policies import POLICY_2026_2
 
 if TYPE_CHECKING:
@@ -344,3 +344,48 @@ def test_a_checklist_must_answer_all_three_keys(
 ) -> None:
     with pytest.raises(DomainError, match=rf"^record_revisit refused: {problem}"):
         revisit(actors.grid_worker, checklist=checklist)
+
+
+# ------------------------------------------------------------------ 四必访: 居民代表
+
+REPRESENTATIVE = {
+    "name": "李师傅",
+    "resident_id": "res-1",
+    "categories": ["residents_representative"],
+}
+
+
+def test_a_residents_representative_is_a_category_of_the_report(story: NewStory) -> None:
+    s = story(reporter=REPRESENTATIVE)
+    assert s.state.case.reporter.categories == [ResidentCategory.RESIDENTS_REPRESENTATIVE]
+    both = {**REPRESENTATIVE, "categories": ["residents_representative", "old_party_member"]}
+    assert len(story(reporter=both).state.case.reporter.categories) == 2
+
+
+def test_a_policy_rule_for_representatives_requires_the_visit_in_person(
+    story: NewStory, actors: Actors
+) -> None:
+    rules = {ResidentCategory.RESIDENTS_REPRESENTATIVE: RevisitRule()}
+    policy = POLICY_2026_2.model_copy(update={"revisit_rules": rules})
+    s = story(policy=policy, reporter=REPRESENTATIVE).advance(Step.REVISIT)
+    assert "in person" in s.state.deadlines[Clock.REVISIT].label
+    message = refused(
+        s,
+        revisit(actors.grid_worker, in_person=False),
+        s.REVISIT_AT,
+        r"^record_revisit: in_person: this resident must be visited in person",
+    )
+    assert "representative" not in message  # the category is personal data
+    assert s.run(revisit(actors.grid_worker), s.REVISIT_AT)[-1].type == "case_archived"
+
+
+def test_without_a_rule_for_representatives_the_revisit_may_be_by_phone(
+    story: NewStory, actors: Actors
+) -> None:
+    """The built-in policy has no rule for the category yet: the category alone changes
+    nothing."""
+    assert ResidentCategory.RESIDENTS_REPRESENTATIVE not in DEFAULT_POLICY.revisit_rules
+    s = story(policy=DEFAULT_POLICY, reporter=REPRESENTATIVE).advance(Step.REVISIT)
+    assert "in person" not in s.state.deadlines[Clock.REVISIT].label
+    by_phone = revisit(actors.grid_worker, in_person=False)
+    assert s.run(by_phone, s.REVISIT_AT)[-1].type == "case_archived"
