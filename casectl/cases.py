@@ -34,7 +34,7 @@ from casectl.common import CannotRun, Failed, cases, run, settings, temporal, un
 from caseloop.client import WORKFLOW_TYPE, CommandRefused
 from domain.commands import COMMANDS, parse_command, parse_open_case
 from domain.errors import DomainError, validation_message
-from domain.events import EVENT_LIST, CaseOpened, Event, EventBase
+from domain.events import EVENT_LIST, PERSONAL_FIELDS, CaseOpened, Event
 from domain.model import (
     Evidence,
     Flag,
@@ -477,6 +477,8 @@ def _print_case(
         )
     if state.merged_into:
         facts.add_row("merged into", state.merged_into)
+    if state.merged_reports:  # their reporters are owed the outcome too (report_merged)
+        facts.add_row("merged reports", ", ".join(state.merged_reports))
     if state.archived_at:
         facts.add_row("archived", _local(policy, state.archived_at))
     out.print(facts)
@@ -533,7 +535,7 @@ def _print_case(
         if event.actor is not None:
             who = f"{event.actor.id} ({event.actor.role.value})"
         else:
-            who = "—" if isinstance(event, CaseOpened) else "timer"
+            who = "—" if event.type in _NOT_BY_TIMERS else "timer"
         timeline.add_row(
             str(event.seq),
             _local(policy, event.occurred_at),
@@ -550,15 +552,18 @@ def _print_case(
 
 
 _ENVELOPE = frozenset({"seq", "occurred_at", "actor", "command_id", "type"})
+# events without an actor that are not a clock's: the opening, a merged case's report
+_NOT_BY_TIMERS = frozenset({"case_opened", "report_merged"})
 
 
-def _detail(event: EventBase, policy: DeadlinePolicy) -> str:
+def _detail(event: Event, policy: DeadlinePolicy) -> str:
     """A short line of the event's own fields (the report's personal data left out)."""
     if isinstance(event, CaseOpened):
         return f"{event.case.category}: {_shorten(event.case.title, 60)}"
+    personal = {path[0] for path in PERSONAL_FIELDS.get(event.type, ()) if len(path) == 1}
     parts = []
     for name in type(event).model_fields:
-        if name in _ENVELOPE:
+        if name in _ENVELOPE or name in personal:
             continue
         value = getattr(event, name)
         text = _brief(value, policy)

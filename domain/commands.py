@@ -228,6 +228,18 @@ class CheckDepartment(Frozen):
     department: OrgId
 
 
+class MergedReport(Frozen):
+    """Internal: signal `merged_report`, from a case merged into another to that case: the
+    report merged into it and its reporter, so that the outcome can reach them too. The
+    reporter is personal data: never logged, sealed in the event store."""
+
+    kind: Literal["merged_report"] = "merged_report"
+    merged_case_id: CaseId
+    source: Source
+    source_ref: SourceRef | None = None
+    reporter: Reporter
+
+
 # Update name -> command model: every Command above, in their order (CaseWorkflow has an
 # update for each; a test compares them). The names are the public contract
 # (docs/architecture.md, "Commands").

@@ -21,6 +21,7 @@ from domain.commands import (
     Command,
     DecideExtension,
     Dispatch,
+    MergedReport,
     MergeInto,
     OpenCase,
     RecordDeliberation,
@@ -65,6 +66,7 @@ from domain.events import (
     HandlerCheckedIn,
     NoteAdded,
     OverdueReminded,
+    ReportMerged,
     ResolutionReported,
     ReturnRequested,
     ReturnReviewed,
@@ -151,7 +153,7 @@ def open_case(case_id: str, case: OpenCase, now: datetime, policy: DeadlinePolic
 
 def decide(
     state: CaseState,
-    command: Command | CheckDeadlines | CheckDepartment,
+    command: Command | CheckDeadlines | CheckDepartment | MergedReport,
     now: datetime,
     policy: DeadlinePolicy,
 ) -> list[Event]:
@@ -159,6 +161,8 @@ def decide(
         return _check_deadlines(state, now, policy)
     if isinstance(command, CheckDepartment):
         return _check_department(state, command.department, now)
+    if isinstance(command, MergedReport):
+        return _report_merged(state, command, now)
     if state.archived:
         raise DomainError(f"{command.kind}: the case is archived and accepts no more commands")
     return _DECISIONS[type(command)](state, command, now, policy)
@@ -731,6 +735,40 @@ def _urge(state: CaseState, cmd: UrgeCase, now: datetime, policy: DeadlinePolicy
     return [CaseUrged(occurred_at=now, actor=cmd.actor, message=cmd.message, level=state.level)]
 
 
+def merged_report(state: CaseState) -> MergedReport:
+    """What a case merged into another tells that case (signal `merged_report`): its id,
+    source and ticket, and its reporter."""
+    if state.merged_into is None:
+        raise ValueError(f"{state.case_id} is not merged into another case")
+    return MergedReport(
+        merged_case_id=state.case_id,
+        source=state.case.source,
+        source_ref=state.case.source_ref,
+        reporter=state.case.reporter,
+    )
+
+
+def _report_merged(state: CaseState, report: MergedReport, now: datetime) -> list[Event]:
+    """A case merged into this one told of its report: recorded once. A repeated signal, or
+    one from this case itself, records nothing, nor does an archived case (its outcome is
+    settled)."""
+    if (
+        state.archived
+        or report.merged_case_id == state.case_id
+        or report.merged_case_id in state.merged_reports
+    ):
+        return []
+    return [
+        ReportMerged(
+            occurred_at=now,
+            merged_case_id=report.merged_case_id,
+            source=report.source,
+            source_ref=report.source_ref,
+            reporter=report.reporter,
+        )
+    ]
+
+
 def _check_deadlines(state: CaseState, now: datetime, policy: DeadlinePolicy) -> list[Event]:
     """A timer fired: warn, breach, escalate or remind for every clock that is due."""
     if state.archived:
@@ -1119,6 +1157,8 @@ def _changes(s: CaseState, e: Event) -> CaseChanges:
             clock = e.clock or Clock.RESOLVE
             reminded = s.deadlines[clock].changed({"remind_at": e.next_remind_at})
             return {"deadlines": _with_deadline(s, reminded)}
+        case ReportMerged():
+            return {"merged_reports": [*s.merged_reports, e.merged_case_id]}
         case CaseUrged():
             return {"urge_count": s.urge_count + 1, "last_urged_at": e.occurred_at}
         case CaseArchived():

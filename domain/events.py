@@ -25,9 +25,11 @@ from domain.model import (
     Loop,
     OrgId,
     Outcome,
+    Reporter,
     RevisitChecklist,
     Satisfaction,
     Severity,
+    Source,
     replaced,
 )
 from domain.policy import Clock, Deadline
@@ -236,6 +238,17 @@ class CaseMerged(EventBase):
     reason: str | None
 
 
+class ReportMerged(EventBase):
+    """Another report of the same matter was merged into this case (its case archived as
+    merged): which one, and its reporter, whom the outcome is owed as well."""
+
+    type: Literal["report_merged"] = "report_merged"
+    merged_case_id: CaseId
+    source: Source
+    source_ref: str | None
+    reporter: Reporter  # personal data: sealed (PERSONAL_FIELDS)
+
+
 class DeadlineWarned(EventBase):
     type: Literal["deadline_warned"] = "deadline_warned"
     clock: Clock
@@ -321,6 +334,7 @@ Event = Annotated[
     | CaseEscalated
     | OverdueReminded
     | CaseUrged
+    | ReportMerged
     | CaseArchived,
     Field(discriminator="type"),
 ]
@@ -337,6 +351,7 @@ PERSONAL_FIELDS: dict[str, tuple[tuple[str, ...], ...]] = {
         ("case", "location", "address"),
         ("case", "location", "coordinates"),
     ),
+    "report_merged": (("reporter",),),
 }
 # A case's state carries the report as its `case_opened` event does, under `case`: the
 # read model (`cases.state`) leaves these same fields out.

@@ -105,6 +105,8 @@ class CaseState(Frozen):
     last_urged_at: datetime | None = None
     # every reference to evidence the case's commands carried, oldest first
     evidence: list[EvidenceRecord] = []
+    # the cases merged into this one (their reports are this case's too), oldest first
+    merged_reports: list[str] = []
 
     @property
     def light(self) -> Flag:
@@ -190,6 +192,7 @@ class CaseChanges(TypedDict, total=False):
     urge_count: int
     last_urged_at: datetime | None
     evidence: list[EvidenceRecord]
+    merged_reports: list[str]
 
 
 def evolve_fields(state: CaseState, changes: CaseChanges) -> CaseState:

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from casectl.cases import _print_case
-from domain.commands import parse_command, parse_open_case
+from domain.commands import MergedReport, parse_command, parse_open_case
 from domain.decider import apply_batch, decide, open_case
 from domain.events import Event
+from domain.model import Reporter, Source
 from domain.policy import DEFAULT_POLICY
 from domain.state import CaseState
 from support import COMMUNITY_ADMIN, GRID_WORKER, LIFECYCLE, STREET_OFFICER, report
@@ -100,3 +101,28 @@ def test_the_revisit_checklist_is_summed_up_in_the_event_line(
     # (the line may wrap in the table's last column)
     assert re.search(r"revisit_recorded .*checklist asked, raised:", out)
     assert "dissatisfaction, concerns" in out and "嫌太慢" not in out
+
+
+def test_merged_reports_are_listed_without_their_reporters(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    case = Case()
+    merged = MergedReport(
+        merged_case_id="case-wechat_qr-Q-7",
+        source=Source.WECHAT_QR,
+        source_ref="Q-7",
+        reporter=Reporter(name="欧阳建国", phone="13955554444"),
+    )
+    case.now += timedelta(minutes=5)
+    case.state, stamped = apply_batch(
+        case.state, decide(case.state, merged, case.now, DEFAULT_POLICY)
+    )
+    case.events.extend(stamped)
+    out = shown(case.state, case.events, capsys)
+    assert re.search(r"merged reports +case-wechat_qr-Q-7", out)
+    [line] = [line for line in out.splitlines() if "report_merged " in line]
+    assert "merged_case_id case-wechat_qr-Q-7" in line and "source wechat_qr" in line
+    assert "timer" not in line
+    assert "欧阳建国" not in out and "13955554444" not in out
+    text = details(case.state, DEFAULT_POLICY)
+    assert "- merged reports: case-wechat_qr-Q-7" in text and "欧阳建国" not in text

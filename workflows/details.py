@@ -63,6 +63,8 @@ def details(state: CaseState, policy: DeadlinePolicy) -> str:
         lines.append("- feedback: no answer from the resident (not rated)")
     if state.evidence:
         lines.append(f"- evidence: {len(state.evidence)} reference(s)")
+    if state.merged_reports:
+        lines.append(f"- merged reports: {', '.join(state.merged_reports)}")
     if state.urge_count and state.last_urged_at is not None:
         lines.append(f"- urged {state.urge_count}×, last {local(state.last_urged_at)}")
     for breach in state.breaches:

@@ -9,17 +9,28 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from pydantic import ValidationError
 
-from domain.commands import Claim, ReportResolution, UrgeCase, parse_command
+from domain.commands import (
+    Claim,
+    MergedReport,
+    MergeInto,
+    ReportResolution,
+    UrgeCase,
+    parse_command,
+)
+from domain.decider import merged_report
 from domain.errors import DomainError
 from domain.events import (
+    PERSONAL_FIELDS,
     CaseUrged,
     HandlerCheckedIn,
+    ReportMerged,
     ResolutionReported,
     RevisitRecorded,
     event_payload,
 )
-from domain.model import Actor, Evidence, Level, ResidentCategory, Step
+from domain.model import Actor, Evidence, Level, Reporter, ResidentCategory, Source, Step
 from domain.policy import DEFAULT_POLICY, Clock, DeadlinePolicy, RevisitRule
 from policies import POLICY_2026_2
 
@@ -389,3 +400,89 @@ def test_without_a_rule_for_representatives_the_revisit_may_be_by_phone(
     assert "in person" not in s.state.deadlines[Clock.REVISIT].label
     by_phone = revisit(actors.grid_worker, in_person=False)
     assert s.run(by_phone, s.REVISIT_AT)[-1].type == "case_archived"
+
+
+# ------------------------------------------------------------------ merged reports
+
+OTHER = {"name": "欧阳建国", "phone": "13955554444", "resident_id": "res-2"}
+
+
+def merged_into(story: NewStory, actors: Actors, target: str) -> Story:
+    """A second report of the matter (another ticket, another resident), merged."""
+    s = story(source="wechat_qr", source_ref="Q-7", reporter=OTHER)
+    s.run(MergeInto(actor=actors.community_admin, target_case_id=target), s.DISPATCH_AT)
+    return s
+
+
+def test_a_merged_case_tells_its_report_and_reporter(story: NewStory, actors: Actors) -> None:
+    target = story()
+    s = merged_into(story, actors, target.state.case_id)
+    told = merged_report(s.state)
+    assert told == MergedReport(
+        merged_case_id="case-wechat_qr-Q-7",
+        source=Source.WECHAT_QR,
+        source_ref="Q-7",
+        reporter=Reporter.model_validate(OTHER),
+    )
+    # the signal's JSON reads back as the same report
+    assert MergedReport.model_validate(told.model_dump(mode="json")) == told
+    with pytest.raises(ValueError, match="not merged into another case"):
+        merged_report(target.state)
+
+
+def test_the_target_records_the_merged_report_once(story: NewStory, actors: Actors) -> None:
+    target = story()
+    told = merged_report(merged_into(story, actors, target.state.case_id).state)
+    [event] = target.run(told, target.DISPATCH_AT + HOUR)
+    assert isinstance(event, ReportMerged) and event.actor is None
+    assert (event.merged_case_id, event.source, event.source_ref) == (
+        "case-wechat_qr-Q-7",
+        Source.WECHAT_QR,
+        "Q-7",
+    )
+    assert event.reporter.name == "欧阳建国"
+    assert target.state.merged_reports == ["case-wechat_qr-Q-7"]
+    assert target.state.step is Step.COLLECT and target.state.last_event == "report_merged"
+    # told again (a retried or forged signal): nothing
+    assert target.decide(told, target.DISPATCH_AT + 2 * HOUR) == []
+    # another report merged too
+    second = told.model_copy(update={"merged_case_id": "case-visit-V-9", "source": Source.VISIT})
+    target.run(second, target.DISPATCH_AT + 2 * HOUR)
+    assert target.state.merged_reports == ["case-wechat_qr-Q-7", "case-visit-V-9"]
+
+
+def test_the_merged_reporter_is_personal_data(story: NewStory, actors: Actors) -> None:
+    target = story()
+    told = merged_report(merged_into(story, actors, target.state.case_id).state)
+    [event] = target.run(told, target.DISPATCH_AT)
+    assert PERSONAL_FIELDS["report_merged"] == (("reporter",),)
+    payload = event_payload(event)
+    assert payload["reporter"] == OTHER  # the store seals this path (test_workflow_merge)
+    # the state keeps the case ids only: nothing personal beyond the case's own report
+    assert "欧阳建国" not in target.state.model_dump_json(exclude={"case"})
+
+
+def test_an_archived_target_or_the_case_itself_records_nothing(
+    story: NewStory, actors: Actors
+) -> None:
+    target = story().advance(Step.ARCHIVE)
+    told = merged_report(merged_into(story, actors, target.state.case_id).state)
+    assert target.decide(told, target.REVISIT_AT + HOUR) == []
+    itself = story()
+    own = told.model_copy(update={"merged_case_id": itself.state.case_id})
+    assert itself.decide(own, itself.DISPATCH_AT) == []
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {},
+        {"merged_case_id": "../case-visit-1", "source": "visit", "reporter": {"name": "x"}},
+        {"merged_case_id": "case-visit-1", "source": "fax", "reporter": {"name": "x"}},
+        {"merged_case_id": "case-visit-1", "source": "visit"},
+        {"merged_case_id": "case-visit-1", "source": "visit", "reporter": {"name": "x"}, "x": 1},
+    ],
+)
+def test_a_bad_merged_report_is_not_a_report(payload: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        MergedReport.model_validate(payload)
