@@ -139,7 +139,8 @@ class DeadlinePolicy(Frozen):
     # The flag the UI filters on is the current light, not the worst colour so far.
     flag_is_light: bool = False
     # A revisit is recorded with the answers to the three questions (三必问: `checklist`).
-    revisit_checklist: bool = False
+    # Left out of the JSON while off, so a policy recorded without it reads as before.
+    revisit_checklist: Annotated[bool, Field(exclude_if=lambda v: not v)] = False
 
     @field_validator("timezone")
     @classmethod

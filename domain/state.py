@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from typing import TypedDict
+from typing import Annotated, TypedDict
+
+from pydantic import Field
 
 from domain.commands import OpenCase
 from domain.model import (
@@ -100,13 +102,15 @@ class CaseState(Frozen):
     late: list[Clock] = []
     breaches: list[Breach] = []
     feedback_unanswered: bool = False  # the resident did not answer: not rated
+    # The fields below are left out of the JSON while empty, so the state a run carries
+    # into the next (continue-as-new) reads as it did before they existed.
     # 督办: how often an officer of the street or district urged the case on, and when last
-    urge_count: int = 0
-    last_urged_at: datetime | None = None
+    urge_count: Annotated[int, Field(exclude_if=lambda v: not v)] = 0
+    last_urged_at: Annotated[datetime | None, Field(exclude_if=lambda v: v is None)] = None
     # every reference to evidence the case's commands carried, oldest first
-    evidence: list[EvidenceRecord] = []
+    evidence: Annotated[list[EvidenceRecord], Field(exclude_if=lambda v: not v)] = []
     # the cases merged into this one (their reports are this case's too), oldest first
-    merged_reports: list[str] = []
+    merged_reports: Annotated[list[str], Field(exclude_if=lambda v: not v)] = []
 
     @property
     def light(self) -> Flag:

@@ -304,7 +304,9 @@ def test_the_three_answers_are_recorded_on_the_revisit(story: NewStory, actors: 
 
 def test_without_the_policy_flag_the_checklist_is_optional(story: NewStory, actors: Actors) -> None:
     assert POLICY_2026_2.revisit_checklist is False and DEFAULT_POLICY.revisit_checklist is False
-    assert "revisit_checklist" not in POLICY_2026_2.model_dump(exclude_defaults=True)
+    # left out of the policy's JSON while off: recorded policies read as they did before
+    assert "revisit_checklist" not in DEFAULT_POLICY.model_dump(mode="json")
+    assert CHECKLIST_POLICY.model_dump(mode="json")["revisit_checklist"] is True
     s = story().advance(Step.REVISIT)
     recorded, archived = s.run(revisit(actors.grid_worker), s.REVISIT_AT)
     assert archived.type == "case_archived"
@@ -486,3 +488,20 @@ def test_an_archived_target_or_the_case_itself_records_nothing(
 def test_a_bad_merged_report_is_not_a_report(payload: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         MergedReport.model_validate(payload)
+
+
+# ------------------------------------------------------------------ older readers
+
+
+def test_a_state_without_the_social_side_dumps_as_before(story: NewStory, actors: Actors) -> None:
+    """The state a run carries into the next (and the read model's copy) leaves the new
+    fields out while empty: a worker of the code before them still reads it."""
+    new = {"urge_count", "last_urged_at", "evidence", "merged_reports"}
+    s = story().advance(Step.ARCHIVE)
+    assert not new & set(s.state.model_dump(mode="json"))
+    t = story()
+    t.run(urge(actors.street_officer), t.DISPATCH_AT)
+    t.run(merged_report(merged_into(story, actors, t.state.case_id).state), t.DISPATCH_AT)
+    dumped = t.state.model_dump(mode="json")
+    assert {"urge_count", "last_urged_at", "merged_reports"} <= set(dumped)
+    assert type(t.state).model_validate(dumped) == t.state
