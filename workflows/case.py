@@ -424,7 +424,7 @@ class CaseWorkflow:
             )
 
     @workflow.signal(name=MERGED_SIGNAL)
-    async def merged_report(self, payload: Any) -> None:
+    async def on_merged_report(self, payload: Any) -> None:
         """A case merged into this one: its report and reporter. Recorded once; a repeated
         signal, or one reaching an archived case, records nothing."""
         try:
