@@ -34,8 +34,18 @@ from casectl.common import CannotRun, Failed, cases, run, settings, temporal, un
 from caseloop.client import WORKFLOW_TYPE, CommandRefused
 from domain.commands import COMMANDS, parse_command, parse_open_case
 from domain.errors import DomainError, validation_message
-from domain.events import EVENT_LIST, CaseOpened, Event, EventBase
-from domain.model import Flag, HandlingClass, Level, Role, Severity, Source, Step
+from domain.events import EVENT_LIST, PERSONAL_FIELDS, CaseOpened, Event
+from domain.model import (
+    Evidence,
+    Flag,
+    HandlingClass,
+    Level,
+    RevisitChecklist,
+    Role,
+    Severity,
+    Source,
+    Step,
+)
 from domain.policy import Deadline, DeadlinePolicy, format_duration, format_local
 from domain.state import CaseState, CaseSummary
 from infra.settings import SettingsError
@@ -455,6 +465,10 @@ def _print_case(
         )
     if state.feedback_unanswered:
         facts.add_row("feedback", "no answer from the resident (not rated)")
+    if state.urge_count and state.last_urged_at is not None:
+        facts.add_row(
+            "urged", f"{state.urge_count}×, last {_local(policy, state.last_urged_at)} (督办)"
+        )
     for breach in state.breaches:
         where = f"{breach.loop.value} loop" if breach.loop else f"{breach.level.value} level"
         facts.add_row(
@@ -463,6 +477,8 @@ def _print_case(
         )
     if state.merged_into:
         facts.add_row("merged into", state.merged_into)
+    if state.merged_reports:  # their reporters are owed the outcome too (report_merged)
+        facts.add_row("merged reports", ", ".join(state.merged_reports))
     if state.archived_at:
         facts.add_row("archived", _local(policy, state.archived_at))
     out.print(facts)
@@ -490,6 +506,27 @@ def _print_case(
             )
         out.print(deadlines)
 
+    if state.evidence:
+        evidence = Table(
+            title="evidence (references; the files are kept elsewhere)", title_justify="left"
+        )
+        for column in ("seq", "step", "event", "by", "type", "sha256"):
+            evidence.add_column(column, no_wrap=True)
+        evidence.add_column("uri", overflow="fold")
+        evidence.add_column("caption")
+        for item in state.evidence:
+            evidence.add_row(
+                str(item.seq),
+                item.step.value,
+                item.event,
+                item.by or "—",
+                item.evidence.media_type,
+                item.evidence.sha256[:12] + "…",
+                item.evidence.uri,
+                item.evidence.caption or "",
+            )
+        out.print(evidence)
+
     timeline = Table(title="events", title_justify="left")
     for column in ("seq", "time", "type", "actor"):
         timeline.add_column(column, no_wrap=True)
@@ -498,7 +535,7 @@ def _print_case(
         if event.actor is not None:
             who = f"{event.actor.id} ({event.actor.role.value})"
         else:
-            who = "—" if isinstance(event, CaseOpened) else "timer"
+            who = "—" if event.type in _NOT_BY_TIMERS else "timer"
         timeline.add_row(
             str(event.seq),
             _local(policy, event.occurred_at),
@@ -515,15 +552,18 @@ def _print_case(
 
 
 _ENVELOPE = frozenset({"seq", "occurred_at", "actor", "command_id", "type"})
+# events without an actor that are not a clock's: the opening, a merged case's report
+_NOT_BY_TIMERS = frozenset({"case_opened", "report_merged"})
 
 
-def _detail(event: EventBase, policy: DeadlinePolicy) -> str:
+def _detail(event: Event, policy: DeadlinePolicy) -> str:
     """A short line of the event's own fields (the report's personal data left out)."""
     if isinstance(event, CaseOpened):
         return f"{event.case.category}: {_shorten(event.case.title, 60)}"
+    personal = {path[0] for path in PERSONAL_FIELDS.get(event.type, ()) if len(path) == 1}
     parts = []
     for name in type(event).model_fields:
-        if name in _ENVELOPE:
+        if name in _ENVELOPE or name in personal:
             continue
         value = getattr(event, name)
         text = _brief(value, policy)
@@ -539,6 +579,11 @@ def _brief(value: object, policy: DeadlinePolicy) -> str | None:
         return None
     if isinstance(value, Deadline):
         return f"{value.clock.value} due {_local(policy, value.due_at)}"
+    if isinstance(value, Evidence):  # listed in full in the evidence table
+        return value.media_type
+    if isinstance(value, RevisitChecklist):  # 三必问: which of the three raised something
+        raised = [name for name in type(value).model_fields if getattr(value, name)]
+        return "asked, " + (f"raised: {', '.join(raised)}" if raised else "nothing raised")
     if isinstance(value, datetime):
         return _local(policy, value)
     if isinstance(value, list):

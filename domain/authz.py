@@ -54,6 +54,11 @@ def is_officer_at_or_above(actor: Actor, state: CaseState, level: Level) -> bool
     return rank is not None and rank >= _LEVEL_RANK[level] and covers(actor, state)
 
 
+def is_supervising_officer(actor: Actor, state: CaseState) -> bool:
+    """A street officer of the case's street or a district officer of its district (督办)."""
+    return actor.role in (Role.STREET_OFFICER, Role.DISTRICT_OFFICER) and covers(actor, state)
+
+
 def supervisor_role(level: Level) -> Role:
     """The officer of the level above; district cases are supervised by the district."""
     above = level.above()

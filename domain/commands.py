@@ -16,11 +16,13 @@ from domain.model import (
     Actor,
     AwareDatetime,
     CaseId,
+    EvidenceList,
     Frozen,
     HandlingClass,
     Location,
     OrgId,
     Reporter,
+    RevisitChecklist,
     Satisfaction,
     Severity,
     ShortText,
@@ -68,6 +70,7 @@ class CheckIn(Command):
     """The handler is on site (the 7 of 7135)."""
 
     kind: Literal["check_in"] = "check_in"
+    evidence: EvidenceList = []  # e.g. a photo taken on arrival
 
 
 class RecordDeliberation(Command):
@@ -117,6 +120,7 @@ class ReportResolution(Command):
 
     kind: Literal["report_resolution"] = "report_resolution"
     summary: Text
+    evidence: EvidenceList = []  # e.g. photos of the result, the signed acceptance
 
 
 class RecordFeedback(Command):
@@ -135,6 +139,9 @@ class RecordRevisit(Command):
     satisfaction: Satisfaction
     notes: Text | None = None
     in_person: bool = True
+    evidence: EvidenceList = []
+    # 三必问; required where the case's policy says so (`revisit_checklist`)
+    checklist: Annotated[RevisitChecklist | None, Field(exclude_if=lambda v: v is None)] = None
 
 
 def _sensible_extension(value: timedelta) -> timedelta:
@@ -200,6 +207,14 @@ class MergeInto(Command):
     reason: Text | None = None
 
 
+class UrgeCase(Command):
+    """督办/催办: an officer of the case's street or district urges it on. Recorded and
+    counted; the handler, level and clocks stay as they are."""
+
+    kind: Literal["urge_case"] = "urge_case"
+    message: Text
+
+
 class CheckDeadlines(Frozen):
     """Internal: a deadline timer fired. Not an update; the workflow sends it itself."""
 
@@ -211,6 +226,18 @@ class CheckDepartment(Frozen):
 
     kind: Literal["check_department"] = "check_department"
     department: OrgId
+
+
+class MergedReport(Frozen):
+    """Internal: signal `merged_report`, from a case merged into another to that case: the
+    report merged into it and its reporter, so that the outcome can reach them too. The
+    reporter is personal data: never logged, sealed in the event store."""
+
+    kind: Literal["merged_report"] = "merged_report"
+    merged_case_id: CaseId
+    source: Source
+    source_ref: SourceRef | None = None
+    reporter: Reporter
 
 
 # Update name -> command model: every Command above, in their order (CaseWorkflow has an

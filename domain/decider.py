@@ -21,6 +21,7 @@ from domain.commands import (
     Command,
     DecideExtension,
     Dispatch,
+    MergedReport,
     MergeInto,
     OpenCase,
     RecordDeliberation,
@@ -33,6 +34,7 @@ from domain.commands import (
     ReviewReturn,
     ScheduleDeliberation,
     SummonDepartments,
+    UrgeCase,
     Withdraw,
 )
 from domain.errors import DomainError
@@ -45,6 +47,7 @@ from domain.events import (
     CaseOpened,
     CaseReopened,
     CaseReturned,
+    CaseUrged,
     CaseWithdrawn,
     DeadlineBreached,
     DeadlineStarted,
@@ -63,6 +66,7 @@ from domain.events import (
     HandlerCheckedIn,
     NoteAdded,
     OverdueReminded,
+    ReportMerged,
     ResolutionReported,
     ReturnRequested,
     ReturnReviewed,
@@ -91,6 +95,7 @@ from domain.state import (
     Breach,
     CaseChanges,
     CaseState,
+    EvidenceRecord,
     PendingExtension,
     PendingReturn,
     evolve_fields,
@@ -148,7 +153,7 @@ def open_case(case_id: str, case: OpenCase, now: datetime, policy: DeadlinePolic
 
 def decide(
     state: CaseState,
-    command: Command | CheckDeadlines | CheckDepartment,
+    command: Command | CheckDeadlines | CheckDepartment | MergedReport,
     now: datetime,
     policy: DeadlinePolicy,
 ) -> list[Event]:
@@ -156,6 +161,8 @@ def decide(
         return _check_deadlines(state, now, policy)
     if isinstance(command, CheckDepartment):
         return _check_department(state, command.department, now)
+    if isinstance(command, MergedReport):
+        return _report_merged(state, command, now)
     if state.archived:
         raise DomainError(f"{command.kind}: the case is archived and accepts no more commands")
     return _DECISIONS[type(command)](state, command, now, policy)
@@ -248,7 +255,9 @@ def _check_in(state: CaseState, cmd: CheckIn, now: datetime, policy: DeadlinePol
         )
     else:  # the clock runs only where a visit is needed: late only if it ran out
         on_time = Clock.ON_SITE not in state.late and (on_site is None or now < on_site.due_at)
-    return [HandlerCheckedIn(occurred_at=now, actor=cmd.actor, on_time=on_time)]
+    return [
+        HandlerCheckedIn(occurred_at=now, actor=cmd.actor, on_time=on_time, evidence=cmd.evidence)
+    ]
 
 
 @_decides(RecordDeliberation)
@@ -418,6 +427,7 @@ def _report_resolution(
             summary=cmd.summary,
             on_time=on_time,
             feedback=feedback,
+            evidence=cmd.evidence,
         )
     ]
 
@@ -520,6 +530,11 @@ def _revisit(
             "record_revisit: in_person: this resident must be visited in person "
             "(their category requires it)"
         )
+    if policy.revisit_checklist and cmd.checklist is None:
+        raise DomainError(
+            "record_revisit: checklist: required by the case's policy: the three questions "
+            "(三必问: contradictions, dissatisfaction, concerns; null where nothing was raised)"
+        )
     events: list[Event] = [
         RevisitRecorded(
             occurred_at=now,
@@ -527,6 +542,8 @@ def _revisit(
             satisfaction=cmd.satisfaction,
             notes=cmd.notes,
             in_person=cmd.in_person,
+            evidence=cmd.evidence,
+            checklist=cmd.checklist,
         )
     ]
     if cmd.satisfaction.content:
@@ -702,6 +719,53 @@ def _merge(state: CaseState, cmd: MergeInto, now: datetime, policy: DeadlinePoli
             occurred_at=now, actor=cmd.actor, target_case_id=cmd.target_case_id, reason=cmd.reason
         ),
         CaseArchived(occurred_at=now, actor=cmd.actor, outcome=Outcome.MERGED),
+    ]
+
+
+@_decides(UrgeCase)
+def _urge(state: CaseState, cmd: UrgeCase, now: datetime, policy: DeadlinePolicy) -> list[Event]:
+    """督办/催办: in any step of an open case; recorded and counted, nothing else moves."""
+    authz.require(
+        authz.is_supervising_officer(cmd.actor, state),
+        cmd.kind,
+        cmd.actor,
+        "may not urge: only a street officer of the case's street or a district officer of "
+        "its district urges a case on (督办)",
+    )
+    return [CaseUrged(occurred_at=now, actor=cmd.actor, message=cmd.message, level=state.level)]
+
+
+def merged_report(state: CaseState) -> MergedReport:
+    """What a case merged into another tells that case (signal `merged_report`): its id,
+    source and ticket, and its reporter."""
+    if state.merged_into is None:
+        raise ValueError(f"{state.case_id} is not merged into another case")
+    return MergedReport(
+        merged_case_id=state.case_id,
+        source=state.case.source,
+        source_ref=state.case.source_ref,
+        reporter=state.case.reporter,
+    )
+
+
+def _report_merged(state: CaseState, report: MergedReport, now: datetime) -> list[Event]:
+    """A case merged into this one told of its report: recorded once. A repeated signal, or
+    one from this case itself, records nothing, nor does an archived case (its outcome is
+    settled)."""
+    if (
+        state.archived
+        or report.merged_case_id == state.case_id
+        or report.merged_case_id in state.merged_reports
+    ):
+        return []
+    return [
+        ReportMerged(
+            occurred_at=now,
+            merged_case_id=report.merged_case_id,
+            source=report.source,
+            source_ref=report.source_ref,
+            reporter=report.reporter,
+        )
     ]
 
 
@@ -933,6 +997,7 @@ def _changes(s: CaseState, e: Event) -> CaseChanges:
             }
         case HandlerCheckedIn():
             return {
+                "evidence": _with_evidence(s, e),
                 "checked_in_at": e.occurred_at,
                 "deadlines": _without(s, Clock.ON_SITE),
                 "late": _made_good(s, Clock.ON_SITE),
@@ -968,6 +1033,7 @@ def _changes(s: CaseState, e: Event) -> CaseChanges:
         case ResolutionReported():
             running = _without(s, Clock.RESOLVE, Clock.ON_SITE, Clock.CLAIM)
             return {
+                "evidence": _with_evidence(s, e),
                 "step": Step.FEEDBACK,
                 "resolved_at": e.occurred_at,
                 "on_time": e.on_time,
@@ -992,6 +1058,7 @@ def _changes(s: CaseState, e: Event) -> CaseChanges:
             }
         case RevisitRecorded():
             return {
+                "evidence": _with_evidence(s, e),
                 "satisfaction": e.satisfaction,
                 "deadlines": _without(s, Clock.REVISIT),
                 "late": _made_good(s, Clock.REVISIT),
@@ -1090,6 +1157,10 @@ def _changes(s: CaseState, e: Event) -> CaseChanges:
             clock = e.clock or Clock.RESOLVE
             reminded = s.deadlines[clock].changed({"remind_at": e.next_remind_at})
             return {"deadlines": _with_deadline(s, reminded)}
+        case ReportMerged():
+            return {"merged_reports": [*s.merged_reports, e.merged_case_id]}
+        case CaseUrged():
+            return {"urge_count": s.urge_count + 1, "last_urged_at": e.occurred_at}
         case CaseArchived():
             return {
                 "step": Step.ARCHIVE,
@@ -1127,6 +1198,27 @@ def _breached(s: CaseState, e: DeadlineBreached) -> CaseChanges:
     if e.clock is Clock.RESOLVE:
         changes["on_time"] = False
     return changes
+
+
+def _with_evidence(
+    s: CaseState, e: HandlerCheckedIn | ResolutionReported | RevisitRecorded
+) -> list[EvidenceRecord]:
+    """The case's evidence with what `e` carried, each piece with the step and event."""
+    by = e.actor.id if e.actor else None
+    return [
+        *s.evidence,
+        *(
+            EvidenceRecord(
+                evidence=item,
+                step=s.step,
+                event=e.type,
+                seq=e.seq,
+                recorded_at=e.occurred_at,
+                by=by,
+            )
+            for item in e.evidence
+        ),
+    ]
 
 
 def _made_good(s: CaseState, clock: Clock) -> list[Clock]:

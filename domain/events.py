@@ -17,6 +17,7 @@ from domain.commands import OpenCase
 from domain.model import (
     Actor,
     CaseId,
+    EvidenceList,
     Flag,
     Frozen,
     HandlingClass,
@@ -24,8 +25,11 @@ from domain.model import (
     Loop,
     OrgId,
     Outcome,
+    Reporter,
+    RevisitChecklist,
     Satisfaction,
     Severity,
+    Source,
     replaced,
 )
 from domain.policy import Clock, Deadline
@@ -67,6 +71,7 @@ class CaseClaimed(EventBase):
 class HandlerCheckedIn(EventBase):
     type: Literal["handler_checked_in"] = "handler_checked_in"
     on_time: bool
+    evidence: EvidenceList = []  # left out of the JSON when empty
 
 
 class DeliberationRecorded(EventBase):
@@ -139,6 +144,7 @@ class ResolutionReported(EventBase):
     on_time: bool
     # the feedback clock (policies with one)
     feedback: Annotated[Deadline | None, Field(exclude_if=lambda v: v is None)] = None
+    evidence: EvidenceList = []  # left out of the JSON when empty
 
 
 class FeedbackUnanswered(EventBase):
@@ -164,6 +170,9 @@ class RevisitRecorded(EventBase):
     satisfaction: Satisfaction
     notes: str | None
     in_person: bool
+    evidence: EvidenceList = []  # left out of the JSON when empty
+    # the three questions' answers (三必问), when given
+    checklist: Annotated[RevisitChecklist | None, Field(exclude_if=lambda v: v is None)] = None
 
 
 class CaseReopened(EventBase):
@@ -229,6 +238,17 @@ class CaseMerged(EventBase):
     reason: str | None
 
 
+class ReportMerged(EventBase):
+    """Another report of the same matter was merged into this case (its case archived as
+    merged): which one, and its reporter, whom the outcome is owed as well."""
+
+    type: Literal["report_merged"] = "report_merged"
+    merged_case_id: CaseId
+    source: Source
+    source_ref: str | None
+    reporter: Reporter  # personal data: sealed (PERSONAL_FIELDS)
+
+
 class DeadlineWarned(EventBase):
     type: Literal["deadline_warned"] = "deadline_warned"
     clock: Clock
@@ -271,6 +291,14 @@ class OverdueReminded(EventBase):
     clock: Annotated[Clock | None, Field(exclude_if=lambda v: v is None)] = None
 
 
+class CaseUrged(EventBase):
+    """督办/催办: an officer of the case's street or district urged it on."""
+
+    type: Literal["case_urged"] = "case_urged"
+    message: str
+    level: Level | None  # the level that held the case (None: not dispatched yet)
+
+
 class CaseArchived(EventBase):
     type: Literal["case_archived"] = "case_archived"
     outcome: Outcome
@@ -305,6 +333,8 @@ Event = Annotated[
     | DeadlineBreached
     | CaseEscalated
     | OverdueReminded
+    | CaseUrged
+    | ReportMerged
     | CaseArchived,
     Field(discriminator="type"),
 ]
@@ -321,6 +351,7 @@ PERSONAL_FIELDS: dict[str, tuple[tuple[str, ...], ...]] = {
         ("case", "location", "address"),
         ("case", "location", "coordinates"),
     ),
+    "report_merged": (("reporter",),),
 }
 # A case's state carries the report as its `case_opened` event does, under `case`: the
 # read model (`cases.state`) leaves these same fields out.

@@ -224,6 +224,7 @@ class ResidentCategory(StrEnum):
     HOUSEHOLD_IN_DIFFICULTY = "household_in_difficulty"  # 困难家庭
     ELDERLY_LIVING_ALONE = "elderly_living_alone"  # 独居老人
     REPEAT_PETITIONER = "repeat_petitioner"  # 重复信访人
+    RESIDENTS_REPRESENTATIVE = "residents_representative"  # 居民代表
 
 
 def _distinct_categories(values: list[ResidentCategory]) -> list[ResidentCategory]:
@@ -245,6 +246,57 @@ class Reporter(Frozen):
         Field(max_length=len(ResidentCategory), exclude_if=lambda v: not v),
         AfterValidator(_distinct_categories),
     ] = []
+
+
+# A reference to a file kept elsewhere (a photo, a video, a signed form): printable ASCII,
+# no credentials before the host, schemes https, http, s3 or urn. The file itself never
+# travels with a command.
+EvidenceUri = Annotated[
+    str,
+    StringConstraints(
+        max_length=500,
+        pattern=r"^(?:(?:https?|s3)://[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?"
+        r"(?:[/?#][!-~]*)?|urn:[A-Za-z0-9][A-Za-z0-9-]{0,31}:[!-~]+)$",
+    ),
+]
+
+
+class Evidence(Frozen):
+    """Evidence by reference (a photo on site, the signed resolution): where the file is,
+    its SHA-256 and its media type, so that anyone who fetches it can check it is the file
+    recorded. No file content ever."""
+
+    uri: EvidenceUri
+    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    media_type: Annotated[
+        str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,30}/[a-z0-9][a-z0-9.+_-]{0,99}$")
+    ]
+    caption: ShortText | None = None
+
+
+def _distinct_files(values: list[Evidence]) -> list[Evidence]:
+    if len({v.sha256 for v in values}) != len(values):
+        raise ValueError("must not list the same file (sha256) twice")
+    return values
+
+
+# The evidence a command may carry: at most 20 references, none twice. Left out of the
+# JSON when empty, so commands and events from before evidence existed keep their content.
+EvidenceList = Annotated[
+    list[Evidence],
+    Field(max_length=20, exclude_if=lambda v: not v),
+    AfterValidator(_distinct_files),
+]
+
+
+class RevisitChecklist(Frozen):
+    """三必问: the three questions asked at every revisit (矛盾问题、群众不满情绪、群众关心问题).
+    Each answer says what the resident raised, or null when nothing was; every key must be
+    given, so a checklist shows that all three were asked."""
+
+    contradictions: Text | None  # 矛盾问题: disputes, with neighbours or anyone else
+    dissatisfaction: Text | None  # 群众不满情绪: discontent
+    concerns: Text | None  # 群众关心问题: what else the resident cares about
 
 
 class Actor(Frozen):

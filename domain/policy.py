@@ -138,6 +138,9 @@ class DeadlinePolicy(Frozen):
     reviewed_returns: bool = False
     # The flag the UI filters on is the current light, not the worst colour so far.
     flag_is_light: bool = False
+    # A revisit is recorded with the answers to the three questions (三必问: `checklist`).
+    # Left out of the JSON while off, so a policy recorded without it reads as before.
+    revisit_checklist: Annotated[bool, Field(exclude_if=lambda v: not v)] = False
 
     @field_validator("timezone")
     @classmethod

@@ -9,6 +9,7 @@ from pydantic import ConfigDict, Field
 
 from domain.commands import OpenCase
 from domain.model import (
+    Evidence,
     Flag,
     Frozen,
     HandlingClass,
@@ -45,6 +46,17 @@ class Breach(Frozen):
     loop: Loop | None = None
     due_at: datetime
     recorded_at: datetime
+
+
+class EvidenceRecord(Frozen):
+    """One piece of evidence of the case, and where it came from."""
+
+    evidence: Evidence
+    step: Step  # the step the case stood in
+    event: str  # the event that carried it (handler_checked_in, resolution_reported, ...)
+    seq: int
+    recorded_at: datetime
+    by: str | None  # the actor's id
 
 
 class CaseState(Frozen):
@@ -90,6 +102,15 @@ class CaseState(Frozen):
     late: list[Clock] = []
     breaches: list[Breach] = []
     feedback_unanswered: bool = False  # the resident did not answer: not rated
+    # The fields below are left out of the JSON while empty, so the state a run carries
+    # into the next (continue-as-new) reads as it did before they existed.
+    # 督办: how often an officer of the street or district urged the case on, and when last
+    urge_count: Annotated[int, Field(exclude_if=lambda v: not v)] = 0
+    last_urged_at: Annotated[datetime | None, Field(exclude_if=lambda v: v is None)] = None
+    # every reference to evidence the case's commands carried, oldest first
+    evidence: Annotated[list[EvidenceRecord], Field(exclude_if=lambda v: not v)] = []
+    # the cases merged into this one (their reports are this case's too), oldest first
+    merged_reports: Annotated[list[str], Field(exclude_if=lambda v: not v)] = []
 
     @property
     def light(self) -> Flag:
@@ -172,6 +193,10 @@ class CaseChanges(TypedDict, total=False):
     late: list[Clock]
     breaches: list[Breach]
     feedback_unanswered: bool
+    urge_count: int
+    last_urged_at: datetime | None
+    evidence: list[EvidenceRecord]
+    merged_reports: list[str]
 
 
 def evolve_fields(state: CaseState, changes: CaseChanges) -> CaseState:

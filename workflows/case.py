@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 from activities.contract import CHAIN_CONFLICT, LOAD_POLICY, RECORD_EVENTS, Appended, EventBatch
 from domain.commands import (
@@ -23,12 +23,13 @@ from domain.commands import (
     CheckDeadlines,
     CheckDepartment,
     Command,
+    MergedReport,
     parse_command,
     parse_open_case,
 )
-from domain.decider import apply_batch, decide, open_case
+from domain.decider import apply_batch, decide, merged_report, open_case
 from domain.errors import DomainError
-from domain.events import Event
+from domain.events import CaseMerged, Event
 from domain.model import Frozen
 from domain.policy import DEFAULT_POLICY, DeadlinePolicy
 from domain.state import CaseRecord, CaseState, CaseSummary, record, summary
@@ -80,6 +81,11 @@ PATCH_OPENED_AT_START = "opened-at-first-activation"
 # (1, 2, 4, 8, 16 s ...) to the retry policy's maximum of a minute, so from the fifth
 # retry on. Shorter pauses are taken inside the workflow task.
 _RECORD_LOCAL_RETRIES = timedelta(seconds=10)
+# A case merged into another signals that case its report (signal `merged_report`); asked
+# directly (not through `_changed`), only where a merge is recorded: runs that merged
+# before it replay without the signal.
+PATCH_MERGE_LINKS = "merge-links"
+MERGED_SIGNAL = "merged_report"  # merged case -> the case it was merged into
 
 
 class Continued(Frozen):
@@ -328,7 +334,9 @@ class CaseWorkflow:
         return summary(self._ready, light=self._policy_.flag_is_light)
 
     async def _decide_and_commit(
-        self, command: Command | CheckDeadlines | CheckDepartment, command_id: str | None
+        self,
+        command: Command | CheckDeadlines | CheckDepartment | MergedReport,
+        command_id: str | None,
     ) -> None:
         """The one path from a command (a resident's, an officer's, or a clock's) to the
         recorded events: under the lock, decide on the current state, record what follows.
@@ -395,6 +403,37 @@ class CaseWorkflow:
             workflow.upsert_search_attributes(updates)
         workflow.set_current_details(details(state, self._policy_))
         await follow_departments(stamped, state, self._policy_.timezone, self._changed)
+        await self._tell_merge_target(stamped, state)
+
+    # ------------------------------------------------------------------ merged reports
+
+    async def _tell_merge_target(self, events: list[Event], state: CaseState) -> None:
+        """A case just merged into another tells that case of its report and reporter. A
+        target that does not exist or is closed is logged: this case is archived anyway."""
+        merged = next((e for e in events if isinstance(e, CaseMerged)), None)
+        if merged is None or not workflow.patched(PATCH_MERGE_LINKS):
+            return
+        target = workflow.get_external_workflow_handle(merged.target_case_id)
+        try:
+            await target.signal(MERGED_SIGNAL, merged_report(state).model_dump(mode="json"))
+        except FailureError as exc:
+            workflow.logger.warning(
+                "the case merged into %s could not be told of this report: %s",
+                merged.target_case_id,
+                exc.message,
+            )
+
+    @workflow.signal(name=MERGED_SIGNAL)
+    async def on_merged_report(self, payload: Any) -> None:
+        """A case merged into this one: its report and reporter. Recorded once; a repeated
+        signal, or one reaching an archived case, records nothing."""
+        try:
+            report = MergedReport.model_validate(payload)
+        except ValidationError:
+            # the payload may hold a reporter's data: not quoted
+            workflow.logger.warning("merged_report signal without a valid report")
+            return
+        await self._decide_and_commit(report, None)
 
     # ------------------------------------------------------------------ departments
 

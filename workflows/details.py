@@ -61,6 +61,12 @@ def details(state: CaseState, policy: DeadlinePolicy) -> str:
         lines.append(f"- reopened {state.reopen_count}×, escalated {state.escalation_count}×")
     if state.feedback_unanswered:
         lines.append("- feedback: no answer from the resident (not rated)")
+    if state.evidence:
+        lines.append(f"- evidence: {len(state.evidence)} reference(s)")
+    if state.merged_reports:
+        lines.append(f"- merged reports: {', '.join(state.merged_reports)}")
+    if state.urge_count and state.last_urged_at is not None:
+        lines.append(f"- urged {state.urge_count}×, last {local(state.last_urged_at)}")
     for breach in state.breaches:
         where = breach.loop.value + " loop" if breach.loop else breach.level.value + " level"
         lines.append(

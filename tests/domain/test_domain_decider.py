@@ -28,6 +28,7 @@ from domain.commands import (
     ReviewReturn,
     ScheduleDeliberation,
     SummonDepartments,
+    UrgeCase,
     Withdraw,
     parse_open_case,
 )
@@ -1168,6 +1169,7 @@ def test_an_archived_case_accepts_nothing(story: NewStory, actors: Actors) -> No
         AddNote(actor=actors.resident, text="thanks"),
         Withdraw(actor=actors.resident, reason="r"),
         MergeInto(actor=actors.system, target_case_id="case-visit-V-1"),
+        UrgeCase(actor=actors.street_officer, message="m"),
     ]
     assert {c.kind for c in commands} == set(COMMANDS)
     for command in commands:

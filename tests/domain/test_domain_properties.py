@@ -173,6 +173,7 @@ INSIDERS: dict[str, list[str]] = {
     "add_note": ["reporter", "grid_worker", "system", "water", "parks"],
     "withdraw": ["reporter", "community_admin", "phone_resident"],
     "merge_into": ["system", "community_admin"],
+    "urge_case": ["street_officer", "district_officer", "community_admin"],
 }
 # The commands that move a case on from each step.
 USEFUL: dict[Step, list[str]] = {
@@ -267,6 +268,7 @@ PAYLOADS: dict[str, st.SearchStrategy[dict[str, Any]]] = {
         },
         optional={"reason": TEXT},
     ),
+    "urge_case": st.fixed_dictionaries({"message": TEXT}),
 }
 assert set(PAYLOADS) == set(COMMANDS) == set(INSIDERS)
 
@@ -289,6 +291,7 @@ ARCHIVE_PAYLOADS: dict[str, dict[str, Any]] = {
     "add_note": {"text": "called {name} on {phone}"},
     "withdraw": {"reason": "solved by itself"},
     "merge_into": {"target_case_id": "case-visit-4b1d"},
+    "urge_case": {"message": "please hurry, {name} called again"},
 }
 
 

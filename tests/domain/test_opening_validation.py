@@ -29,6 +29,7 @@ OTHER_POLICIES = [
             "deliberation": WorkingDays(working_days=20),
             "department": timedelta(days=30),
             "revisit_rules": {},
+            "revisit_checklist": True,
         }
     ),
     POLICY_2026_2,  # no intake clock: the opening records one event fewer
@@ -52,6 +53,7 @@ BODIES: dict[str, dict[str, Any]] = {
     "add_note": {"text": "已联系"},
     "withdraw": {"reason": "已自行解决"},
     "merge_into": {"target_case_id": "case-hotline_12345-T-0002"},
+    "urge_case": {"message": "请尽快处理"},
 }
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 
@@ -83,5 +85,5 @@ def test_no_verdict_at_the_opening_depends_on_the_policy(
         seen = {verdict(command, p, case) for p in (DEFAULT_POLICY, *OTHER_POLICIES)}
         assert len(seen) == 1, (name, actor_name, seen)
         verdicts |= seen
-    if name in ("dispatch", "add_note", "withdraw", "merge_into"):
+    if name in ("dispatch", "add_note", "withdraw", "merge_into", "urge_case"):
         assert "accepted" in verdicts, name  # the check is not vacuous
