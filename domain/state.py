@@ -14,6 +14,7 @@ from domain.model import (
     Loop,
     OrgId,
     Outcome,
+    Role,
     Satisfaction,
     Severity,
     Step,
@@ -88,6 +89,10 @@ class CaseState(Frozen):
     late: list[Clock] = []
     breaches: list[Breach] = []
     feedback_unanswered: bool = False  # the resident did not answer: not rated
+    # 组织建单、党员接单: offered to the grid's party members and volunteers since its
+    # dispatch; the role of the party member or volunteer who claimed it (None: staff)
+    offered: bool = False
+    taken_by_role: Role | None = None
 
     @property
     def light(self) -> Flag:
@@ -170,6 +175,8 @@ class CaseChanges(TypedDict, total=False):
     late: list[Clock]
     breaches: list[Breach]
     feedback_unanswered: bool
+    offered: bool
+    taken_by_role: Role | None
 
 
 def evolve_fields(state: CaseState, changes: CaseChanges) -> CaseState:

@@ -329,6 +329,7 @@ def test_the_update_names_are_the_public_contract() -> None:
         "add_note",
         "withdraw",
         "merge_into",
+        "offer_case",
     }
 
 
