@@ -2,8 +2,9 @@
 
 The Dali report describes the service: "落实'群众点单、组织建单、党员接单'服务模式" (the
 resident asks, the community offers the case with `offer_case`, a party member takes it
-with `claim`), and "党员认领并完成居民'微心愿'22个". The Choucheng report gives the two
-schemes the points feed: "持续运用党员'十二分制'管理机制 … 引导党员主动参与联系户走访、党群志愿
+with `claim`); news reports count what party members took and completed the same way
+("党员认领并完成居民'微心愿'22个"). The Choucheng report gives the two schemes the points
+feed: "持续运用党员'十二分制'管理机制 … 引导党员主动参与联系户走访、党群志愿
 服务" for party members, and "探索建立志愿积分系统，居民参与社区服务可获得一定志愿积分，可兑换社区
 准物业免费服务" for volunteers.
 
