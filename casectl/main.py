@@ -9,6 +9,7 @@ import click
 
 from casectl.audit import audit
 from casectl.cases import register
+from casectl.points import points
 from casectl.report import report
 from infra.process import leave
 
@@ -21,6 +22,7 @@ def cli() -> None:
 def main(argv: list[str] | None = None) -> NoReturn:
     cli.add_command(audit)
     cli.add_command(report)
+    cli.add_command(points)
     register(cli)
     code: str | int | None = 0
     try:

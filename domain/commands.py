@@ -215,6 +215,15 @@ class UrgeCase(Command):
     message: Text
 
 
+class OfferCase(Command):
+    """组织建单: the case's community admin (or a street or district officer above it)
+    offers a dispatched minor case at community level, not yet claimed, to the party
+    members and volunteers of its grid; one of them takes it with `claim` (党员接单)."""
+
+    kind: Literal["offer_case"] = "offer_case"
+    note: Text | None = None
+
+
 class CheckDeadlines(Frozen):
     """Internal: a deadline timer fired. Not an update; the workflow sends it itself."""
 

@@ -23,6 +23,7 @@ from domain.commands import (
     Dispatch,
     MergedReport,
     MergeInto,
+    OfferCase,
     OpenCase,
     RecordDeliberation,
     RecordDepartmentReport,
@@ -44,6 +45,7 @@ from domain.events import (
     CaseDispatched,
     CaseEscalated,
     CaseMerged,
+    CaseOffered,
     CaseOpened,
     CaseReopened,
     CaseReturned,
@@ -226,6 +228,21 @@ def _claim(state: CaseState, cmd: Claim, now: datetime, policy: DeadlinePolicy) 
     _step(state, cmd.kind, Step.COLLECT)
     if state.dispatched_at is None:
         raise DomainError("claim: the case is not dispatched yet")
+    if cmd.actor.role in authz.TAKER_ROLES:
+        # 党员接单: a party member or volunteer takes a case offered to their grid
+        authz.require(
+            authz.may_take(cmd.actor, state),
+            cmd.kind,
+            cmd.actor,
+            "may not take the case: a party member or volunteer takes only a minor case at "
+            "community level that was offered to their own grid (offer_case) and that "
+            "nobody has claimed",
+        )
+        return [
+            CaseClaimed(
+                occurred_at=now, actor=cmd.actor, handler=cmd.actor.id, role=cmd.actor.role
+            )
+        ]
     authz.require(
         authz.is_handler(cmd.actor, state),
         cmd.kind,
@@ -236,13 +253,46 @@ def _claim(state: CaseState, cmd: Claim, now: datetime, policy: DeadlinePolicy) 
     return [CaseClaimed(occurred_at=now, actor=cmd.actor, handler=cmd.actor.id)]
 
 
+@_decides(OfferCase)
+def _offer(state: CaseState, cmd: OfferCase, now: datetime, policy: DeadlinePolicy) -> list[Event]:
+    """组织建单: a minor case at community level, dispatched and not yet claimed nor named
+    to anyone, offered to the party members and volunteers of its grid."""
+    _step(state, cmd.kind, Step.COLLECT)
+    if state.dispatched_at is None:
+        raise DomainError("offer_case: the case is not dispatched yet")
+    authz.require(
+        authz.is_officer_at_or_above(cmd.actor, state, Level.COMMUNITY),
+        cmd.kind,
+        cmd.actor,
+        "may not offer the case: only the case's community admin, street or district officer",
+    )
+    if state.offered:
+        raise DomainError("offer_case: the case is offered to its grid already")
+    if state.severity is not Severity.MINOR or state.level is not Level.COMMUNITY:
+        raise DomainError(
+            "offer_case: only a minor case at community level is offered to the grid's "
+            "party members and volunteers"
+        )
+    if state.assignee is not None:
+        raise DomainError(f"offer_case: the case is assigned to {state.assignee}")
+    return [
+        CaseOffered(
+            occurred_at=now,
+            actor=cmd.actor,
+            grid_id=state.case.location.grid_id,
+            note=cmd.note,
+        )
+    ]
+
+
 @_decides(CheckIn)
 def _check_in(state: CaseState, cmd: CheckIn, now: datetime, policy: DeadlinePolicy) -> list[Event]:
     _step(state, cmd.kind, Step.DELIBERATE, Step.RESOLVE)
     if state.checked_in_at is not None:
         raise DomainError("check_in: the handler is already checked in")
     authz.require(
-        cmd.actor.id == state.assignee and authz.covers(cmd.actor, state),
+        cmd.actor.id == state.assignee
+        and (authz.covers(cmd.actor, state) or authz.is_taker(cmd.actor, state)),
         cmd.kind,
         cmd.actor,
         "is not the handler who claimed it",
@@ -677,6 +727,7 @@ def _involved(state: CaseState, cmd: Command) -> bool:
         or authz.is_reporter(actor, state)
         or (actor.role is Role.DEPARTMENT and actor.org in state.summoned)
         or actor.role is Role.SYSTEM
+        or authz.is_taker(actor, state)
     )
 
 
@@ -916,6 +967,7 @@ def evolve(state: CaseState | None, event: Event) -> CaseState:
         state,
         {
             **_changes(state, event),
+            **_taking(event),
             "version": event.seq,
             "updated_at": event.occurred_at,
             "last_event": event.type,
@@ -987,6 +1039,8 @@ def _changes(s: CaseState, e: Event) -> CaseChanges:
                 "deadlines": {d.clock: d for d in e.deadlines},
                 "late": _made_good(s, Clock.INTAKE),
             }
+        case CaseOffered():
+            return {"offered": True}
         case CaseClaimed():
             return {
                 "assignee": e.handler,
@@ -1173,6 +1227,22 @@ def _changes(s: CaseState, e: Event) -> CaseChanges:
             }
         case _:
             assert_never(e)
+
+
+def _taking(e: Event) -> CaseChanges:
+    """组织建单、党员接单: who holds a taken case. A claim records the taker's role (None for
+    staff); the case leaves the taker with a return or a move to another level, and a
+    dispatch (again, after a return) starts without an offer."""
+    match e:
+        case CaseDispatched():
+            return {"offered": False, "taken_by_role": None}
+        case CaseClaimed():
+            return {"taken_by_role": e.role}
+        case CaseReturned() | ReturnReviewed(approved=True):
+            return {"taken_by_role": None}
+        case CaseEscalated() if e.to_level is not e.from_level:
+            return {"taken_by_role": None}
+    return {}
 
 
 def _breached(s: CaseState, e: DeadlineBreached) -> CaseChanges:

@@ -27,6 +27,7 @@ from domain.model import (
     Outcome,
     Reporter,
     RevisitChecklist,
+    Role,
     Satisfaction,
     Severity,
     Source,
@@ -66,6 +67,16 @@ class CaseDispatched(EventBase):
 class CaseClaimed(EventBase):
     type: Literal["case_claimed"] = "case_claimed"
     handler: str
+    # a party member or volunteer who took an offered case (党员接单); None: staff
+    role: Annotated[Role | None, Field(exclude_if=lambda v: v is None)] = None
+
+
+class CaseOffered(EventBase):
+    """组织建单: the case is offered to the party members and volunteers of its grid."""
+
+    type: Literal["case_offered"] = "case_offered"
+    grid_id: OrgId
+    note: str | None = None
 
 
 class HandlerCheckedIn(EventBase):
@@ -308,6 +319,7 @@ Event = Annotated[
     CaseOpened
     | CaseDispatched
     | CaseClaimed
+    | CaseOffered
     | HandlerCheckedIn
     | DeliberationRecorded
     | DeliberationScheduled

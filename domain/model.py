@@ -179,6 +179,10 @@ class Role(StrEnum):
     DISTRICT_OFFICER = "district_officer"
     DEPARTMENT = "department"
     SYSTEM = "system"
+    # registered in a grid (the actor's org is the grid's id): they take the cases the
+    # community offers to the grid (组织建单、党员接单)
+    PARTY_MEMBER = "party_member"  # 党员
+    VOLUNTEER = "volunteer"  # 志愿者
 
 
 class Satisfaction(StrEnum):

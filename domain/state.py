@@ -17,6 +17,7 @@ from domain.model import (
     Loop,
     OrgId,
     Outcome,
+    Role,
     Satisfaction,
     Severity,
     Step,
@@ -111,6 +112,10 @@ class CaseState(Frozen):
     evidence: Annotated[list[EvidenceRecord], Field(exclude_if=lambda v: not v)] = []
     # the cases merged into this one (their reports are this case's too), oldest first
     merged_reports: Annotated[list[str], Field(exclude_if=lambda v: not v)] = []
+    # 组织建单、党员接单: offered to the grid's party members and volunteers since its
+    # dispatch; the role of the party member or volunteer who claimed it (None: staff)
+    offered: Annotated[bool, Field(exclude_if=lambda v: not v)] = False
+    taken_by_role: Annotated[Role | None, Field(exclude_if=lambda v: v is None)] = None
 
     @property
     def light(self) -> Flag:
@@ -197,6 +202,8 @@ class CaseChanges(TypedDict, total=False):
     last_urged_at: datetime | None
     evidence: list[EvidenceRecord]
     merged_reports: list[str]
+    offered: bool
+    taken_by_role: Role | None
 
 
 def evolve_fields(state: CaseState, changes: CaseChanges) -> CaseState:

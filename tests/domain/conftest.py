@@ -81,6 +81,10 @@ class Actors:
     other_street_officer: Actor = Actor(id="so-9", role=Role.STREET_OFFICER, org="S-02")
     other_district_officer: Actor = Actor(id="do-9", role=Role.DISTRICT_OFFICER, org="D-02")
     other_resident: Actor = Actor(id="res-9", role=Role.RESIDENT, org="G-01")
+    # registered in a grid: the case's, and another (组织建单、党员接单)
+    party_member: Actor = Actor(id="pm-1", role=Role.PARTY_MEMBER, org="G-01")
+    volunteer: Actor = Actor(id="vol-1", role=Role.VOLUNTEER, org="G-01")
+    other_party_member: Actor = Actor(id="pm-9", role=Role.PARTY_MEMBER, org="G-02")
 
 
 ACTORS = Actors()

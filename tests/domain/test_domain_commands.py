@@ -330,6 +330,7 @@ def test_the_update_names_are_the_public_contract() -> None:
         "withdraw",
         "merge_into",
         "urge_case",
+        "offer_case",
     }
 
 

@@ -18,6 +18,7 @@ from domain.commands import (
     DecideExtension,
     Dispatch,
     MergeInto,
+    OfferCase,
     RecordDeliberation,
     RecordDepartmentReport,
     RecordFeedback,
@@ -1170,6 +1171,7 @@ def test_an_archived_case_accepts_nothing(story: NewStory, actors: Actors) -> No
         Withdraw(actor=actors.resident, reason="r"),
         MergeInto(actor=actors.system, target_case_id="case-visit-V-1"),
         UrgeCase(actor=actors.street_officer, message="m"),
+        OfferCase(actor=actors.community_admin),
     ]
     assert {c.kind for c in commands} == set(COMMANDS)
     for command in commands:

@@ -53,6 +53,7 @@ from domain.errors import DomainError
 from domain.events import (
     EVENT_LIST,
     CaseArchived,
+    CaseClaimed,
     CaseDispatched,
     CaseEscalated,
     CaseMerged,
@@ -134,6 +135,9 @@ CONFTEST_ACTORS = [
     "other_street_officer",
     "other_district_officer",
     "other_resident",
+    "party_member",
+    "volunteer",
+    "other_party_member",
 ]
 EXTRA_ACTORS = {
     "street_officer_2": Actor(id="so-2", role=Role.STREET_OFFICER, org="S-01"),
@@ -147,6 +151,8 @@ EXTRA_ACTORS = {
 ACTOR_NAMES = [*CONFTEST_ACTORS, *EXTRA_ACTORS, "reporter", "phone_resident"]
 DEPARTMENT_ACTORS = ["water", "police", "housing", "fire"]  # their org is their name
 HANDLERS = ["grid_worker", "grid_worker_2", "community_admin", "street_officer", "district_officer"]
+# party members and volunteers, who take a case offered to their grid (党员接单)
+TAKERS = ["party_member", "volunteer", "other_party_member"]
 SUPERVISORS = [
     "community_admin",
     "street_officer",
@@ -157,13 +163,13 @@ SUPERVISORS = [
 # The actors with a plausible part in each command, on the case's own orgs.
 INSIDERS: dict[str, list[str]] = {
     "dispatch": ["community_admin", "street_officer", "district_officer", "system"],
-    "claim": HANDLERS,
-    "check_in": HANDLERS,
-    "record_deliberation": HANDLERS,
+    "claim": [*HANDLERS, *TAKERS],
+    "check_in": [*HANDLERS, *TAKERS],
+    "record_deliberation": [*HANDLERS, *TAKERS],
     "schedule_deliberation": ["system", "community_admin", "grid_worker"],
     "summon_departments": ["community_admin", "street_officer", "district_officer"],
     "record_department_report": [*DEPARTMENT_ACTORS, "parks"],
-    "report_resolution": HANDLERS,
+    "report_resolution": [*HANDLERS, *TAKERS],
     "record_feedback": ["reporter", "grid_worker", "community_admin", "other_resident"],
     "record_revisit": ["grid_worker", "community_admin", "street_officer", "reporter"],
     "request_extension": HANDLERS,
@@ -174,10 +180,11 @@ INSIDERS: dict[str, list[str]] = {
     "withdraw": ["reporter", "community_admin", "phone_resident"],
     "merge_into": ["system", "community_admin"],
     "urge_case": ["street_officer", "district_officer", "community_admin"],
+    "offer_case": ["community_admin", "street_officer", "grid_worker", "party_member"],
 }
 # The commands that move a case on from each step.
 USEFUL: dict[Step, list[str]] = {
-    Step.COLLECT: ["dispatch", "claim", "return_case", "schedule_deliberation"],
+    Step.COLLECT: ["dispatch", "claim", "return_case", "schedule_deliberation", "offer_case"],
     Step.DELIBERATE: [
         "record_deliberation",
         "schedule_deliberation",
@@ -269,6 +276,7 @@ PAYLOADS: dict[str, st.SearchStrategy[dict[str, Any]]] = {
         optional={"reason": TEXT},
     ),
     "urge_case": st.fixed_dictionaries({"message": TEXT}),
+    "offer_case": st.fixed_dictionaries({}, optional={"note": TEXT}),
 }
 assert set(PAYLOADS) == set(COMMANDS) == set(INSIDERS)
 
@@ -292,6 +300,7 @@ ARCHIVE_PAYLOADS: dict[str, dict[str, Any]] = {
     "withdraw": {"reason": "solved by itself"},
     "merge_into": {"target_case_id": "case-visit-4b1d"},
     "urge_case": {"message": "please hurry, {name} called again"},
+    "offer_case": {"note": "for {name}"},
 }
 
 
@@ -485,8 +494,13 @@ class CaseLife(RuleBasedStateMachine):
     def next_commands(self) -> list[str]:
         state = self.state
         if state.step is Step.COLLECT:
-            # now and then the handler sends it back to be dispatched again (退回)
-            return ["claim", "claim", "return_case"] if state.dispatched_at else ["dispatch"]
+            # now and then the handler sends it back to be dispatched again (退回), or the
+            # community offers it to the grid's party members and volunteers (组织建单)
+            if not state.dispatched_at:
+                return ["dispatch"]
+            if state.offered:  # taken by a party member or volunteer, mostly
+                return ["claim", "claim", "return_case"]
+            return ["claim", "claim", "return_case", "offer_case", "offer_case"]
         if state.pending_extension:
             return ["decide_extension"]
         if state.pending_return:
@@ -525,6 +539,22 @@ class CaseLife(RuleBasedStateMachine):
     def end_early(self, name: str, actor: str, data: st.DataObject, advance: int) -> None:
         """A running case is withdrawn or merged (or only noted), whatever its step."""
         self.apply(self.command(name, actor, data.draw(PAYLOADS[name])), advance)
+
+    @precondition(
+        lambda self: self.state.step is Step.COLLECT
+        and self.state.dispatched_at is not None
+        and self.state.severity is Severity.MINOR
+        and self.state.level is Level.COMMUNITY
+        and not self.state.offered
+        and self.state.assignee is None
+    )
+    @rule(taker=st.sampled_from(TAKERS), data=st.data(), advance=ADVANCE)
+    def offered_and_taken(self, taker: str, data: st.DataObject, advance: int) -> None:
+        """组织建单、党员接单: the community offers the case to its grid's party members and
+        volunteers, and one of them (or one of another grid) takes it at once."""
+        offer = data.draw(PAYLOADS["offer_case"])
+        self.apply(self.command("offer_case", "community_admin", offer), advance)
+        self.apply(self.command("claim", taker, {}), 0)
 
     @rule(
         name=st.sampled_from(list(COMMANDS)),
@@ -591,8 +621,10 @@ class CaseLife(RuleBasedStateMachine):
     def right_actor(self, name: str) -> str | None:
         """Who would send `name` on the standard path, as far as the pool has them."""
         state = self.state
-        known = {self.actor(n).id: n for n in HANDLERS}
-        if name in ("dispatch", "withdraw", "merge_into", "summon_departments"):
+        known = {self.actor(n).id: n for n in [*HANDLERS, *TAKERS]}
+        if name == "claim" and state.offered and state.level is Level.COMMUNITY:
+            return "volunteer" if state.version % 2 else "party_member"
+        if name in ("dispatch", "withdraw", "merge_into", "summon_departments", "offer_case"):
             return "street_officer" if name == "summon_departments" else "community_admin"
         if name in (
             "claim",
@@ -704,6 +736,16 @@ class CaseLife(RuleBasedStateMachine):
         else:
             assert new.level is prev.level, f"{e.type} moved the level"
         assert new.escalation_count == prev.escalation_count + isinstance(e, CaseEscalated)
+        # 9. a party member or volunteer takes only a minor community case offered to their
+        # grid, and holds it only while it stays claimed by them at community level
+        if isinstance(e, CaseClaimed) and e.role is not None:
+            assert e.actor is not None and e.actor.role is e.role
+            assert e.actor.org == prev.case.location.grid_id
+            assert prev.offered and prev.severity is Severity.MINOR
+            assert prev.level is Level.COMMUNITY and not prev.claimed
+        if new.taken_by_role is not None:
+            assert new.offered and new.claimed and new.level is Level.COMMUNITY
+            assert new.assignee is not None
         self.check_resolve_clock(prev, e, new)
         # the case's policy version is stamped on every deadline and escalation
         assert getattr(e, "policy_version", self.policy.version) == self.policy.version

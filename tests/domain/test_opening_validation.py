@@ -54,6 +54,7 @@ BODIES: dict[str, dict[str, Any]] = {
     "withdraw": {"reason": "已自行解决"},
     "merge_into": {"target_case_id": "case-hotline_12345-T-0002"},
     "urge_case": {"message": "请尽快处理"},
+    "offer_case": {"note": "党员接单"},
 }
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 
