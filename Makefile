@@ -42,6 +42,7 @@ bench: $(STAMP)
 bench-volume: $(STAMP)
 	$(PY) benchmarks/open_cases.py --cases 10000 --budget 3300 --out benchmarks/results/open_cases_10000.json
 	$(PY) benchmarks/open_cases.py --cases 10000 --cache 12000 --budget 3300 --out benchmarks/results/open_cases_10000_cache12000.json
+	$(PY) benchmarks/open_cases_dev.py --cases 100000 --wave 10000 --concurrency 100 --out benchmarks/results/open_cases_dev_100000.json
 
 schemas: $(STAMP)
 	$(PY) -m devstack.schemas --write
