@@ -37,8 +37,9 @@ bench: $(STAMP)
 	$(PY) benchmarks/open_cases.py --cases 1000 --concurrency 50 --out benchmarks/results/open_cases_1000.json
 	$(PY) benchmarks/report_queries.py --out benchmarks/results/report_queries.json
 
-# The open-case volume at 10,000 cases, with the default cache and with every case cached
-# (about an hour more; the 100,000-case run does not finish on 2 cores: docs/capacity.md).
+# The open-case volume: 10,000 cases on the test server with the default cache and with
+# every case cached, then 100,000 on the dev server with a wave of 10,000 (about three
+# hours more; docs/capacity.md).
 bench-volume: $(STAMP)
 	$(PY) benchmarks/open_cases.py --cases 10000 --budget 3300 --out benchmarks/results/open_cases_10000.json
 	$(PY) benchmarks/open_cases.py --cases 10000 --cache 12000 --budget 3300 --out benchmarks/results/open_cases_10000_cache12000.json
