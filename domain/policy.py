@@ -335,7 +335,7 @@ def format_local(at: datetime, timezone: str) -> str:
 
 
 DEFAULT_POLICY = DeadlinePolicy(
-    version="7135-2026.3",
+    version="7135-2026.4",
     # a weekly talk day is at most a week away; the agenda sets the exact day
     deliberation=timedelta(days=8),
     department=WorkingDays(working_days=3),
@@ -344,6 +344,7 @@ DEFAULT_POLICY = DeadlinePolicy(
         ResidentCategory.REPEAT_PETITIONER: RevisitRule(),
         ResidentCategory.HOUSEHOLD_IN_DIFFICULTY: RevisitRule(within=timedelta(days=3)),
         ResidentCategory.ELDERLY_LIVING_ALONE: RevisitRule(within=timedelta(days=3)),
+        ResidentCategory.RESIDENTS_REPRESENTATIVE: RevisitRule(),
     },
     intake=timedelta(hours=2),
     claim=timedelta(hours=1),
@@ -355,11 +356,14 @@ DEFAULT_POLICY = DeadlinePolicy(
     handling_paths=True,
     reviewed_returns=True,
     flag_is_light=True,
+    revisit_checklist=True,
 )
 """The built-in policy (7135; every rule and limit with its source: docs/rules.md).
-Version 2026.3 added the intake, claim and feedback clocks, the earliest revisit and the
-reminders of a missed one, the three loops, the on-site clock only where a visit is
-needed, the five ways of handling, reviewed returns and the light; 2026.2 added the
+Version 2026.4 added the 三必问 checklist at every revisit and the in-person revisit of
+residents' representatives (四必访); 2026.3 added the intake, claim and feedback clocks,
+the earliest revisit and the reminders of a missed one, the three loops, the on-site
+clock only where a visit is needed, the five ways of handling, reviewed returns and the
+light; 2026.2 added the
 deliberation clock, department clocks in working days and the revisit rules; 2026.1 had
 none of them. The calendar is attached where the policy is loaded (infra.settings), from
 the chinese-calendar package."""

@@ -69,7 +69,14 @@ async def main() -> None:
         print(f"{name:20} -> step {summary.step.value}, version {summary.version}")
 
     # A revisit checks that the matter stayed solved: not the moment the feedback arrives.
-    revisit = {"actor": GRID_WORKER, "satisfaction": "very_satisfied", "in_person": True}
+    # 三必问: disputes, discontent and other concerns are asked at every revisit
+    asked = {"contradictions": None, "dissatisfaction": None, "concerns": "楼道灯也不亮"}
+    revisit = {
+        "actor": GRID_WORKER,
+        "satisfaction": "very_satisfied",
+        "in_person": True,
+        "checklist": asked,
+    }
     try:
         await client.send(opened.case_id, "record_revisit", revisit)
     except CommandRefused as refused:

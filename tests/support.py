@@ -21,7 +21,7 @@ from domain.policy import DEFAULT_POLICY
 from domain.state import CaseState, record
 from infra.calendars import with_library_calendar
 from infra.crypto import Keyring, data_converter
-from policies import POLICY_2026_2
+from policies import NOTHING_RAISED, POLICY_2026_2
 
 BIN = Path(sys.executable).parent
 # The suite runs encrypted, as `make run` does: payloads via the codec, personal fields
@@ -109,7 +109,10 @@ LIFECYCLE: list[tuple[str, dict[str, Any]]] = [
     ),
     ("report_resolution", {"actor": GRID_WORKER, "summary": "已更换灯泡"}),
     ("record_feedback", {"actor": RESIDENT, "accepted": True, "satisfaction": "satisfied"}),
-    ("record_revisit", {"actor": GRID_WORKER, "satisfaction": "very_satisfied"}),
+    (
+        "record_revisit",
+        {"actor": GRID_WORKER, "satisfaction": "very_satisfied", "checklist": NOTHING_RAISED},
+    ),
 ]
 
 

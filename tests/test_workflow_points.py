@@ -20,6 +20,7 @@ from caseloop.client import CaseClient, CommandRefused
 from domain.events import CaseClaimed, CaseOffered
 from domain.model import Role, Step
 from domain.points import tally, year_bounds
+from policies import NOTHING_RAISED
 from support import COMMUNITY, COMMUNITY_ADMIN, DISTRICT, RESIDENT, STREET, actor, report
 
 MakeWorker = Callable[[Any], Worker]
@@ -73,7 +74,9 @@ async def test_a_volunteer_of_the_grid_takes_an_offered_case_and_earns_its_point
             {"actor": RESIDENT, "accepted": True, "satisfaction": "satisfied"},
         )
         await client.send(
-            case, "record_revisit", {"actor": grid_worker, "satisfaction": "very_satisfied"}
+            case,
+            "record_revisit",
+            {"actor": grid_worker, "satisfaction": "very_satisfied", "checklist": NOTHING_RAISED},
         )
         result = await client.result(case)
         state = await client.state(case)

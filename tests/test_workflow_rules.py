@@ -17,6 +17,7 @@ from domain.events import CaseEscalated, DeadlineBreached, Event
 from domain.model import Flag, Level, Loop, Satisfaction, Step
 from domain.policy import Clock
 from domain.state import CaseState
+from policies import NOTHING_RAISED
 from support import (
     BUILT_IN,
     COMMUNITY_ADMIN,
@@ -192,7 +193,7 @@ async def test_a_warning_followed_by_a_check_in_in_time_leaves_the_case_green(
         await client.send(
             opened.case_id,
             "record_revisit",
-            {"actor": GRID_WORKER, "satisfaction": "satisfied"},
+            {"actor": GRID_WORKER, "satisfaction": "satisfied", "checklist": NOTHING_RAISED},
         )
         record = await client.result(opened.case_id)
     assert warned.light is Flag.YELLOW and warned.flag is Flag.YELLOW
@@ -222,7 +223,7 @@ async def test_a_missed_revisit_keeps_reminding_until_it_is_done_and_not_before_
     ts_env: WorkflowEnvironment, ts_client: CaseClient, case_worker: MakeWorker
 ) -> None:
     client = ts_client
-    revisit = {"actor": GRID_WORKER, "satisfaction": "satisfied"}
+    revisit = {"actor": GRID_WORKER, "satisfaction": "satisfied", "checklist": NOTHING_RAISED}
     async with case_worker(ts_env.client, P):
         opened = await client.open_case(report())
         await drive(client, opened.case_id, dispatch(), CLAIM, CHECK_IN, RESOLVE, ACCEPT)

@@ -30,7 +30,7 @@ from domain.events import (
 from domain.model import Flag, Level, Step
 from domain.policy import Clock
 from instants import INSTANTS, Instant, place, skip_to
-from policies import POLICY_2026_2
+from policies import NOTHING_RAISED, POLICY_2026_2
 from support import (
     COMMUNITY,
     COMMUNITY_ADMIN,
@@ -275,7 +275,12 @@ async def test_a_resident_who_must_be_visited_in_person_cannot_be_revisited_by_p
         for name, payload in LIFECYCLE[:6]:
             await client.send(case, name, payload)
         revisiting = await client.state(case)
-        by_phone = {"actor": GRID_WORKER, "satisfaction": "satisfied", "in_person": False}
+        by_phone = {
+            "actor": GRID_WORKER,
+            "satisfaction": "satisfied",
+            "in_person": False,
+            "checklist": NOTHING_RAISED,
+        }
         with pytest.raises(CommandRefused, match="must be visited in person") as refusal:
             await client.send(case, "record_revisit", by_phone)
         await client.send(case, "record_revisit", {**by_phone, "in_person": True})

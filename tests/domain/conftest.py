@@ -29,7 +29,7 @@ from domain.events import Event
 from domain.model import Actor, HandlingClass, Level, Role, Satisfaction, Severity, Step
 from domain.policy import DeadlinePolicy
 from domain.state import CaseState
-from policies import POLICY_2026_2
+from policies import NOTHING_RAISED, POLICY_2026_2
 
 CST = timezone(timedelta(hours=8), "Asia/Shanghai")
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=CST)  # a Tuesday, the weekly talk day
@@ -184,7 +184,11 @@ class Story:
                 )
             else:
                 self.run(
-                    RecordRevisit(actor=ACTORS.grid_worker, satisfaction=Satisfaction.SATISFIED),
+                    RecordRevisit(
+                        checklist=NOTHING_RAISED,
+                        actor=ACTORS.grid_worker,
+                        satisfaction=Satisfaction.SATISFIED,
+                    ),
                     self.REVISIT_AT,
                 )
         return self

@@ -31,7 +31,7 @@ from domain.events import (
 )
 from domain.model import Flag, HandlingClass, Level, Outcome, Satisfaction, Severity, Step
 from domain.policy import Clock, DeadlinePolicy
-from policies import POLICY_2026_2
+from policies import NOTHING_RAISED, POLICY_2026_2
 
 if TYPE_CHECKING:  # the builders live in this directory's conftest.py (fixtures)
     from conftest import Actors, Story
@@ -397,7 +397,12 @@ def test_the_revisit_clock(story: NewStory, actors: Actors) -> None:
     assert state.next_wake() is None
     assert s.tick(due + 10 * DAY) == []
     # the revisit may still be recorded
-    s.run(RecordRevisit(actor=actors.grid_worker, satisfaction=Satisfaction.SATISFIED), due + DAY)
+    s.run(
+        RecordRevisit(
+            checklist=NOTHING_RAISED, actor=actors.grid_worker, satisfaction=Satisfaction.SATISFIED
+        ),
+        due + DAY,
+    )
     assert s.state.outcome is Outcome.COMPLETED
 
 

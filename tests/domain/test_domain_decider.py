@@ -67,7 +67,7 @@ from domain.model import (
     Step,
 )
 from domain.policy import Clock
-from policies import POLICY_2026_2
+from policies import NOTHING_RAISED, POLICY_2026_2
 
 if TYPE_CHECKING:  # the builders live in this directory's conftest.py (fixtures)
     from conftest import Actors, Story
@@ -761,6 +761,7 @@ def test_revisit_satisfied_archives_the_case(story: NewStory, actors: Actors) ->
     now = s.REVISIT_AT
     revisit, archived = s.run(
         RecordRevisit(
+            checklist=NOTHING_RAISED,
             actor=actors.grid_worker,
             satisfaction=Satisfaction.BASICALLY_SATISFIED,
             notes="still lit",
@@ -782,7 +783,12 @@ def test_revisit_unsatisfied_reopens_the_case(story: NewStory, actors: Actors) -
     s = story().advance(Step.REVISIT)
     now = s.REVISIT_AT
     _, reopened = s.run(
-        RecordRevisit(actor=actors.community_admin, satisfaction=Satisfaction.UNSATISFIED), now
+        RecordRevisit(
+            checklist=NOTHING_RAISED,
+            actor=actors.community_admin,
+            satisfaction=Satisfaction.UNSATISFIED,
+        ),
+        now,
     )
     assert isinstance(reopened, CaseReopened) and reopened.reason == "revisit_unsatisfied"
     assert reopened.deadline.started_at == now and reopened.deadline.due_at == now + DAY
@@ -797,13 +803,17 @@ def test_revisit_unsatisfied_reopens_the_case(story: NewStory, actors: Actors) -
 )
 def test_who_may_not_record_a_revisit(story: NewStory, actors: Actors, who: str) -> None:
     s = story().advance(Step.REVISIT)
-    command = RecordRevisit(actor=getattr(actors, who), satisfaction=Satisfaction.SATISFIED)
+    command = RecordRevisit(
+        checklist=NOTHING_RAISED, actor=getattr(actors, who), satisfaction=Satisfaction.SATISFIED
+    )
     refused(s, command, s.REVISIT_AT, "^record_revisit: actor .* may not record a revisit")
 
 
 def test_revisit_only_in_revisit(story: NewStory, actors: Actors) -> None:
     s = story().advance(Step.FEEDBACK)
-    command = RecordRevisit(actor=actors.grid_worker, satisfaction=Satisfaction.SATISFIED)
+    command = RecordRevisit(
+        checklist=NOTHING_RAISED, actor=actors.grid_worker, satisfaction=Satisfaction.SATISFIED
+    )
     refused(s, command, s.FEEDBACK_AT, "^record_revisit: not allowed in step feedback")
 
 
@@ -1162,7 +1172,9 @@ def test_an_archived_case_accepts_nothing(story: NewStory, actors: Actors) -> No
         RecordDepartmentReport(actor=actors.water, report="r"),
         ReportResolution(actor=actors.grid_worker, summary="s"),
         feedback(actors.resident),
-        RecordRevisit(actor=actors.grid_worker, satisfaction=Satisfaction.SATISFIED),
+        RecordRevisit(
+            checklist=NOTHING_RAISED, actor=actors.grid_worker, satisfaction=Satisfaction.SATISFIED
+        ),
         RequestExtension(actor=actors.grid_worker, extra=DAY, reason="r"),
         DecideExtension(actor=actors.street_officer, approved=True),
         ReturnCase(actor=actors.grid_worker, reason="r"),

@@ -43,6 +43,7 @@ from domain.state import (
     record,
     summary,
 )
+from policies import NOTHING_RAISED
 
 if TYPE_CHECKING:  # the builders live in this directory's conftest.py (fixtures)
     from conftest import Actors, Story
@@ -76,7 +77,11 @@ def full_lifecycle(story: NewStory, actors: Actors) -> Story:
         d + 6 * DAY + HOUR,
     )
     s.run(
-        RecordRevisit(actor=actors.community_admin, satisfaction=Satisfaction.UNSATISFIED),
+        RecordRevisit(
+            checklist=NOTHING_RAISED,
+            actor=actors.community_admin,
+            satisfaction=Satisfaction.UNSATISFIED,
+        ),
         d + 8 * DAY,
     )
     s.run(ReportResolution(actor=actors.street_officer, summary="new fitting"), d + 9 * DAY)
@@ -87,7 +92,9 @@ def full_lifecycle(story: NewStory, actors: Actors) -> Story:
         d + 9 * DAY + HOUR,
     )
     s.run(
-        RecordRevisit(actor=actors.grid_worker, satisfaction=Satisfaction.SATISFIED),
+        RecordRevisit(
+            checklist=NOTHING_RAISED, actor=actors.grid_worker, satisfaction=Satisfaction.SATISFIED
+        ),
         d + 12 * DAY,
     )
     assert s.state.archived

@@ -30,6 +30,7 @@ from domain.errors import DomainError
 from domain.events import EVENTS, CaseClaimed, CaseOffered, event_payload
 from domain.model import Actor, HandlingClass, Level, Role, Satisfaction, Severity, Step
 from domain.policy import DEFAULT_POLICY, Clock
+from policies import NOTHING_RAISED
 
 if TYPE_CHECKING:
     from conftest import Actors, Story
@@ -246,7 +247,9 @@ def test_the_taker_handles_the_case_as_the_grid_worker_would(
     s.advance(Step.REVISIT)
     refused(
         s,
-        RecordRevisit(actor=actors.volunteer, satisfaction=Satisfaction.SATISFIED),
+        RecordRevisit(
+            checklist=NOTHING_RAISED, actor=actors.volunteer, satisfaction=Satisfaction.SATISFIED
+        ),
         s.REVISIT_AT,
         "^record_revisit: actor vol-1 .* may not record a revisit",
     )

@@ -33,6 +33,7 @@ from domain.points import (
     year_bounds,
 )
 from domain.policy import DEFAULT_POLICY, Clock
+from policies import NOTHING_RAISED
 
 if TYPE_CHECKING:
     from conftest import Actors, Story
@@ -84,7 +85,11 @@ def lifecycle(
         feedback_at,
     )
     s.run(
-        RecordRevisit(actor=actors.grid_worker, satisfaction=Satisfaction.VERY_SATISFIED),
+        RecordRevisit(
+            checklist=NOTHING_RAISED,
+            actor=actors.grid_worker,
+            satisfaction=Satisfaction.VERY_SATISFIED,
+        ),
         s.REVISIT_AT,
     )
     assert s.state.step is Step.ARCHIVE
@@ -203,7 +208,12 @@ def test_feedback_unanswered_earns_nothing(story: NewStory, actors: Actors) -> N
     s.tick(due + timedelta(seconds=1))
     assert s.state.feedback_unanswered and s.state.step is Step.REVISIT
     revisit_at = s.state.deadlines[Clock.REVISIT].due_at - timedelta(hours=1)
-    s.run(RecordRevisit(actor=actors.grid_worker, satisfaction=Satisfaction.SATISFIED), revisit_at)
+    s.run(
+        RecordRevisit(
+            checklist=NOTHING_RAISED, actor=actors.grid_worker, satisfaction=Satisfaction.SATISFIED
+        ),
+        revisit_at,
+    )
     assert s.state.step is Step.ARCHIVE
     assert credit(case_of(s)) is None
 

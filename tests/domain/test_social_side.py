@@ -32,7 +32,7 @@ from domain.events import (
 )
 from domain.model import Actor, Evidence, Level, Reporter, ResidentCategory, Source, Step
 from domain.policy import DEFAULT_POLICY, Clock, DeadlinePolicy, RevisitRule
-from policies import POLICY_2026_2
+from policies import POLICY_2026_2, POLICY_2026_3
 
 if TYPE_CHECKING:
     from conftest import Actors, Story
@@ -303,10 +303,12 @@ def test_the_three_answers_are_recorded_on_the_revisit(story: NewStory, actors: 
 
 
 def test_without_the_policy_flag_the_checklist_is_optional(story: NewStory, actors: Actors) -> None:
-    assert POLICY_2026_2.revisit_checklist is False and DEFAULT_POLICY.revisit_checklist is False
+    assert POLICY_2026_2.revisit_checklist is False and POLICY_2026_3.revisit_checklist is False
     # left out of the policy's JSON while off: recorded policies read as they did before
-    assert "revisit_checklist" not in DEFAULT_POLICY.model_dump(mode="json")
+    assert "revisit_checklist" not in POLICY_2026_3.model_dump(mode="json")
     assert CHECKLIST_POLICY.model_dump(mode="json")["revisit_checklist"] is True
+    # the built-in policy asks the three questions at every revisit since 7135-2026.4
+    assert DEFAULT_POLICY.model_dump(mode="json")["revisit_checklist"] is True
     s = story().advance(Step.REVISIT)
     recorded, archived = s.run(revisit(actors.grid_worker), s.REVISIT_AT)
     assert archived.type == "case_archived"
@@ -395,10 +397,11 @@ def test_a_policy_rule_for_representatives_requires_the_visit_in_person(
 def test_without_a_rule_for_representatives_the_revisit_may_be_by_phone(
     story: NewStory, actors: Actors
 ) -> None:
-    """The built-in policy has no rule for the category yet: the category alone changes
-    nothing."""
-    assert ResidentCategory.RESIDENTS_REPRESENTATIVE not in DEFAULT_POLICY.revisit_rules
-    s = story(policy=DEFAULT_POLICY, reporter=REPRESENTATIVE).advance(Step.REVISIT)
+    """Policy 7135-2026.3 has no rule for the category: the category alone changes nothing
+    (the built-in policy has one since 2026.4)."""
+    assert ResidentCategory.RESIDENTS_REPRESENTATIVE not in POLICY_2026_3.revisit_rules
+    assert DEFAULT_POLICY.revisit_rule([ResidentCategory.RESIDENTS_REPRESENTATIVE]).in_person
+    s = story(policy=POLICY_2026_3, reporter=REPRESENTATIVE).advance(Step.REVISIT)
     assert "in person" not in s.state.deadlines[Clock.REVISIT].label
     by_phone = revisit(actors.grid_worker, in_person=False)
     assert s.run(by_phone, s.REVISIT_AT)[-1].type == "case_archived"
