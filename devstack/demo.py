@@ -29,7 +29,10 @@ GRID, COMMUNITY, STREET, DISTRICT = "G-0101", "C-01", "S-01", "D-01"
 GRID_WORKER = {"id": "gw-li", "role": "grid_worker", "org": GRID}
 COMMUNITY_ADMIN = {"id": "ca-zhang", "role": "community_admin", "org": COMMUNITY}
 STREET_OFFICER = {"id": "so-wang", "role": "street_officer", "org": STREET}
+DISTRICT_OFFICER = {"id": "do-zhao", "role": "district_officer", "org": DISTRICT}
 RESIDENT = {"id": "res-0042", "role": "resident", "org": GRID}
+# a party member registered in the grid, who takes cases the community offers (党员接单)
+PARTY_MEMBER = {"id": "pm-chen", "role": "party_member", "org": GRID}
 # departments the street summons (街道吹哨): the duty desk of each acts for it
 WATER = {"id": "water-duty", "role": "department", "org": "water"}
 POLICE = {"id": "police-duty", "role": "department", "org": "police"}
@@ -55,6 +58,8 @@ REJECT: Step = (
     {"actor": RESIDENT, "accepted": False, "satisfaction": "unsatisfied", "comment": "仍然漏水"},
 )
 HANDLED = [DISPATCH_MINOR, CLAIM, CHECK_IN, DELIBERATE]
+# the SHA-256 of a site photo kept in the city's file store (only the reference is recorded)
+SITE_PHOTO_SHA256 = "9f2c6a4be1d0c3f7a85e2b6d4c1f0e9a7b3d5c8e2f4a6b1c9d7e3f5a0b2c4d6e"
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,11 @@ DEMO_CASES: list[DemoCase] = [
         [
             ("dispatch", {"actor": COMMUNITY_ADMIN, "severity": "hard", "handling_class": "joint"}),
             ("claim", {"actor": STREET_OFFICER}),
+            # 督办: the district urges the street on; nobody else takes the case over
+            (
+                "urge_case",
+                {"actor": DISTRICT_OFFICER, "message": "占道经营影响通行，请街道本周内拿出方案"},
+            ),
         ],
     ),
     # Immediate handling (即时办理): resolved on site, no deliberation; the resident has
@@ -255,6 +265,46 @@ DEMO_CASES: list[DemoCase] = [
         ],
         "厨房自来水管老化渗漏，地面长期潮湿，家中无力自行维修。居民通过小程序“心声速递”上报。",
         ("household_in_difficulty",),
+    ),
+    # 组织建单、党员接单: the community offers a minor case to the grid's party members and
+    # volunteers; a party member takes it and checks in with a photo (evidence by
+    # reference: the file stays in the city's file store, the case keeps its hash).
+    DemoCase(
+        "DEMO-014",
+        "人行道地砖松动，老人易绊倒",
+        "public_facilities",
+        [
+            DISPATCH_MINOR,
+            ("offer_case", {"actor": COMMUNITY_ADMIN, "note": "党员接单：楼栋党员就近处理"}),
+            ("claim", {"actor": PARTY_MEMBER}),
+            (
+                "check_in",
+                {
+                    "actor": PARTY_MEMBER,
+                    "evidence": [
+                        {
+                            "uri": "https://files.example.cn/cases/DEMO-014/site.jpg",
+                            "sha256": SITE_PHOTO_SHA256,
+                            "media_type": "image/jpeg",
+                            "caption": "松动地砖现场",
+                        }
+                    ],
+                },
+            ),
+        ],
+    ),
+    # The same street light reported again by another resident: merged into DEMO-001,
+    # which records the report it received (its reporter hears of the outcome too).
+    DemoCase(
+        "DEMO-015",
+        "东门路灯还是不亮",
+        "public_facilities",
+        [
+            (
+                "merge_into",
+                {"actor": COMMUNITY_ADMIN, "target_case_id": "case-mini_program-DEMO-001"},
+            ),
+        ],
     ),
 ]
 # The self-governance case: when seeding opens it, the community's agenda is drawn up.

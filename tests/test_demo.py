@@ -12,7 +12,7 @@ from devstack import demo
 from devstack.stack import EXAMPLE_TALK_DAYS
 from domain.commands import parse_command, parse_open_case
 from domain.decider import apply_batch, decide, open_case
-from domain.model import HandlingClass, Level, Step
+from domain.model import HandlingClass, Level, Outcome, Role, Step
 from domain.policy import DEFAULT_POLICY, Clock
 from domain.state import CaseState
 from domain.talkdays import TalkDays
@@ -106,3 +106,31 @@ def test_household_in_difficulty_is_revisited_in_person_within_three_days() -> N
     revisit = state.deadlines[Clock.REVISIT]
     assert "in person, 3 days" in revisit.label
     assert revisit.due_at - revisit.started_at == timedelta(days=3)
+
+
+def test_offered_case_is_taken_by_a_party_member_who_checks_in_with_a_photo() -> None:
+    state, _ = play(CASES["DEMO-014"])
+    assert state.offered and state.taken_by_role is Role.PARTY_MEMBER
+    assert state.assignee == demo.PARTY_MEMBER["id"] and state.step is Step.DELIBERATE
+    [photo] = state.evidence
+    assert photo.event == "handler_checked_in" and photo.evidence.media_type == "image/jpeg"
+    assert photo.evidence.sha256 == demo.SITE_PHOTO_SHA256
+
+
+def test_a_second_report_of_the_street_light_is_merged_into_the_first() -> None:
+    state, _ = play(CASES["DEMO-015"])
+    assert state.step is Step.ARCHIVE and state.outcome is Outcome.MERGED
+    target = next(body for name, body in CASES["DEMO-015"].commands if name == "merge_into")
+    assert target["target_case_id"] == "case-mini_program-DEMO-001"
+    assert "DEMO-001" in CASES
+
+
+def test_the_street_s_hard_case_is_urged_by_the_district_without_moving_it() -> None:
+    state, before = play(CASES["DEMO-004"])
+    assert before is not None
+    assert state.urge_count == 1 and state.last_urged_at is not None
+    assert (state.level, state.assignee, state.deadlines) == (
+        before.level,
+        before.assignee,
+        before.deadlines,
+    )
