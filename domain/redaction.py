@@ -113,9 +113,9 @@ def redact_reporter(reporter: Any) -> Any:
 # that every path of `PERSONAL_FIELDS` ends in one of these.
 PERSONAL_SUFFIXES: dict[tuple[str, ...], Callable[[Any], Any]] = {
     ("reporter",): redact_reporter,
-    ("location", "address"): lambda v: redact_address(v)
-    if isinstance(v, str)
-    else redact_unknown(v),
+    ("location", "address"): lambda v: (
+        redact_address(v) if isinstance(v, str) else redact_unknown(v)
+    ),
     ("location", "coordinates"): redact_coordinates,
 }
 

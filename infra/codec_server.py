@@ -84,6 +84,7 @@ def build_app(
     """The codec server's application. With a `verifier` (single sign-on) every request
     needs a valid JWT and only the entitled see personal data in clear; without one, the
     static `token` or the `ui_origin` lets in, to everything."""
+
     def cors(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
         origin = request.headers.get("Origin")
         if ui_origin is not None and origin == ui_origin:
