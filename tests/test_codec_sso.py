@@ -510,3 +510,16 @@ async def test_the_program_under_single_sign_on_and_without(pem_file: Path) -> N
     finally:
         err = _stop(local)
     assert "decoding is not restricted" in err
+
+
+async def test_the_identity_providers_keys_unreachable_refuse_everyone() -> None:
+    """The JWKS URL does not answer (the provider down, or the manifests' `.invalid`
+    placeholders): nobody is let in, not even with a well-signed token."""
+    closed = f"http://127.0.0.1:{_free_port()}/certs"
+    app = build_app(EncryptionCodec(KEYRING), None, verifier=verifier(jwks=closed))
+    async with TestClient(TestServer(app)) as http:
+        response = await http.post(
+            "/decode", data=await encrypted_report(), headers=bearer(token())
+        )
+        assert response.status == 401
+        assert "keys unavailable" in (await response.json())["error"]
