@@ -10,15 +10,17 @@ from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from domain.errors import validation_message
 from domain.policy import DEFAULT_POLICY, DeadlinePolicy
 from domain.talkdays import TalkDays
 from infra.calendars import with_library_calendar
 from infra.crypto import Keyring
+from infra.sso import ALGORITHMS as SSO_ALGORITHMS
 
 DEFAULT_TASK_QUEUE = "grievance-cases"
 # CASE_WORKER_CACHE: cases a worker process keeps in memory (the SDK's sticky cache);
@@ -44,6 +46,27 @@ def _postgres_url(url: str) -> str:
 
 def _keyring(value: Any) -> Any:
     return Keyring.parse(value) if isinstance(value, str) else value
+
+
+def _jwks_url(url: str) -> str:
+    host = urlsplit(url).hostname or ""
+    if url.startswith("https://") or (
+        url.startswith("http://") and host in ("localhost", "127.0.0.1", "::1")
+    ):
+        return url
+    raise ValueError("must be an https:// URL (http:// only on this machine)")
+
+
+def _algorithms(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = sorted(set(names) - SSO_ALGORITHMS)
+    if unknown or not names:
+        raise ValueError(
+            f"{', '.join(unknown) or 'none given'}: not among {', '.join(sorted(SSO_ALGORITHMS))}"
+        )
+    return names
 
 
 LogFormat = Literal["console", "json"]
@@ -101,6 +124,19 @@ class Settings(BaseSettings):
     codec_token: str | None = Field(None, min_length=16, alias="CASE_CODEC_TOKEN")
     # a UI origin the codec server lets in without the token
     codec_ui_origin: str | None = Field(None, alias="CASE_CODEC_UI_ORIGIN")
+    # single sign-on at the codec server (infra/sso.py): set, every request needs a valid
+    # JWT of this issuer and audience, and only the entitled role sees personal data
+    sso_issuer: str | None = Field(None, alias="CASE_CODEC_SSO_ISSUER")
+    sso_audience: str | None = Field(None, alias="CASE_CODEC_SSO_AUDIENCE")
+    sso_jwks_url: Annotated[str, AfterValidator(_jwks_url)] | None = Field(
+        None, alias="CASE_CODEC_SSO_JWKS_URL"
+    )
+    sso_public_key: File | None = Field(None, alias="CASE_CODEC_SSO_PUBLIC_KEY")
+    sso_algorithms: Annotated[list[str], NoDecode, BeforeValidator(_algorithms)] = Field(
+        ["RS256"], alias="CASE_CODEC_SSO_ALGORITHMS"
+    )
+    pii_claim: str = Field("roles", min_length=1, alias="CASE_CODEC_PII_CLAIM")
+    pii_value: str = Field("case-pii-reader", min_length=1, alias="CASE_CODEC_PII_VALUE")
     # the communities' talk days (JSON)
     talk_days_file: File | None = Field(None, alias="CASE_TALK_DAYS")
     worker_cache: int = Field(DEFAULT_WORKER_CACHE, ge=10, le=1_000_000, alias="CASE_WORKER_CACHE")
@@ -113,6 +149,28 @@ class Settings(BaseSettings):
         if (self.temporal_tls_cert is None) != (self.temporal_tls_key is None):
             raise ValueError("TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY: set both or neither")
         return self
+
+    @model_validator(mode="after")
+    def _sso_complete(self) -> Settings:
+        given = [self.sso_issuer, self.sso_audience, self.sso_jwks_url, self.sso_public_key]
+        if all(v is None for v in given):
+            return self
+        if self.sso_issuer is None or self.sso_audience is None:
+            raise ValueError(
+                "CASE_CODEC_SSO_ISSUER and CASE_CODEC_SSO_AUDIENCE: set both to turn on "
+                "single sign-on at the codec server"
+            )
+        if (self.sso_jwks_url is None) == (self.sso_public_key is None):
+            raise ValueError(
+                "CASE_CODEC_SSO_JWKS_URL or CASE_CODEC_SSO_PUBLIC_KEY: set one (the keys "
+                "that verify the tokens), not both"
+            )
+        return self
+
+    @property
+    def sso(self) -> bool:
+        """Whether the codec server verifies single sign-on tokens."""
+        return self.sso_issuer is not None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
