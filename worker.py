@@ -105,6 +105,7 @@ def build_worker(
         activities=[
             activities.load_policy,
             activities.record_events,
+            activities.merge_recorded,
             agenda.collect_agenda,
             agenda.schedule_case_deliberation,
         ],

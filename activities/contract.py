@@ -12,6 +12,7 @@ from domain.state import CaseRecord, CaseState
 
 LOAD_POLICY = "load_policy"
 RECORD_EVENTS = "record_events"
+MERGE_RECORDED = "merge_recorded"
 
 # Error type of an append that contradicts what is stored (a different event under an
 # existing seq, or a gap): retrying cannot help, an operator must look.
@@ -36,3 +37,12 @@ class Appended(Frozen):
     inserted: int  # 0 when a retry found every event already stored
     head_seq: int
     head_hash: str
+
+
+class MergeClaim(Frozen):
+    """What a `merged_report` signal claims: that `merged_case_id` was merged into
+    `target_case_id`. The target believes it only when the event store holds that case's
+    `case_merged` event naming it (a signal carries no actor to check)."""
+
+    merged_case_id: str
+    target_case_id: str

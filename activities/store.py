@@ -19,7 +19,15 @@ from asyncpg.pool import PoolConnectionProxy
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.contract import CHAIN_CONFLICT, LOAD_POLICY, RECORD_EVENTS, Appended, EventBatch
+from activities.contract import (
+    CHAIN_CONFLICT,
+    LOAD_POLICY,
+    MERGE_RECORDED,
+    RECORD_EVENTS,
+    Appended,
+    EventBatch,
+    MergeClaim,
+)
 from domain.events import PERSONAL_FIELDS, STATE_PERSONAL_FIELDS, EventBase, event_payload
 from domain.policy import DeadlinePolicy
 from domain.state import CaseRecord, CaseState
@@ -119,6 +127,18 @@ class CaseActivities:
     @activity.defn(name=LOAD_POLICY)
     async def load_policy(self) -> DeadlinePolicy:
         return self.policy
+
+    @activity.defn(name=MERGE_RECORDED)
+    async def merge_recorded(self, claim: MergeClaim) -> bool:
+        """Whether the event store holds the merged case's `case_merged` naming the target."""
+        found = await self.pool.fetchval(
+            """SELECT EXISTS (SELECT 1 FROM case_events
+                              WHERE case_id = $1 AND type = 'case_merged'
+                                AND payload->>'target_case_id' = $2)""",
+            claim.merged_case_id,
+            claim.target_case_id,
+        )
+        return bool(found)
 
     @activity.defn(name=RECORD_EVENTS)
     async def record_events(self, batch: EventBatch) -> Appended:

@@ -189,3 +189,37 @@ async def test_the_signal_is_behind_its_patch(
             failure = await replay(new_history)
     assert untold.merged_reports == [] and told.merged_reports == [after]
     assert failure is not None and "Nondeterminism" in failure
+
+
+async def test_a_forged_merged_report_signal_records_nothing(
+    ts_env: WorkflowEnvironment,
+    ts_client: CaseClient,
+    case_worker: MakeWorker,
+    pool: asyncpg.Pool,
+) -> None:
+    """A signal carries no actor: the case believes a merged report only when the event
+    store holds the merged case's merge into it. A signal naming a case that was never
+    merged, or merged elsewhere, records nothing; the real merge that follows is told."""
+    client = ts_client
+    async with case_worker(ts_env.client):
+        target = (await client.open_case(report())).case_id
+        elsewhere = (await client.open_case(report())).case_id
+        open_one = (await client.open_case(duplicate())).case_id
+        merged_elsewhere = (await client.open_case(duplicate())).case_id
+        await client.send(merged_elsewhere, "merge_into", merge(elsewhere))
+        handle = ts_env.client.get_workflow_handle(target)
+        for claimed in (open_one, merged_elsewhere, f"case-wechat_qr-{uuid.uuid4().hex}"):
+            forged = {
+                "merged_case_id": claimed,
+                "source": "wechat_qr",
+                "source_ref": "FORGED-1",
+                "reporter": {"name": NAME, "phone": PHONE, "resident_id": "res-2"},
+            }
+            await handle.signal(MERGED_SIGNAL, forged)
+        # the genuine merge, signalled after the forged ones, is handled after them
+        await client.send(open_one, "merge_into", merge(target))
+        told = await settled(client, target, lambda s: bool(s.merged_reports))
+        await client.result(open_one)
+    assert told.merged_reports == [open_one]
+    [recorded] = await stored(pool, target, "report_merged")
+    assert recorded["merged_case_id"] == open_one and recorded["source_ref"] != "FORGED-1"

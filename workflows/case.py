@@ -17,7 +17,15 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
-from activities.contract import CHAIN_CONFLICT, LOAD_POLICY, RECORD_EVENTS, Appended, EventBatch
+from activities.contract import (
+    CHAIN_CONFLICT,
+    LOAD_POLICY,
+    MERGE_RECORDED,
+    RECORD_EVENTS,
+    Appended,
+    EventBatch,
+    MergeClaim,
+)
 from domain.commands import (
     COMMANDS,
     CheckDeadlines,
@@ -426,12 +434,30 @@ class CaseWorkflow:
     @workflow.signal(name=MERGED_SIGNAL)
     async def on_merged_report(self, payload: Any) -> None:
         """A case merged into this one: its report and reporter. Recorded once; a repeated
-        signal, or one reaching an archived case, records nothing."""
+        signal, or one reaching an archived case, records nothing. A signal carries no
+        actor to check, so the report is taken only when the event store holds the merged
+        case's `case_merged` naming this case (recorded before that case signals)."""
         try:
             report = MergedReport.model_validate(payload)
         except ValidationError:
             # the payload may hold a reporter's data: not quoted
             workflow.logger.warning("merged_report signal without a valid report")
+            return
+        claim = MergeClaim(
+            merged_case_id=report.merged_case_id, target_case_id=workflow.info().workflow_id
+        )
+        recorded = await workflow.execute_local_activity(
+            MERGE_RECORDED,
+            claim,
+            start_to_close_timeout=_POLICY_TIMEOUT,
+            result_type=bool,
+            summary=f"check the merge of {report.merged_case_id}",
+        )
+        if not recorded:
+            workflow.logger.warning(
+                "merged_report signal from %s, which has no recorded merge into this case: ignored",
+                report.merged_case_id,
+            )
             return
         await self._decide_and_commit(report, None)
 
