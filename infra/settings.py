@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, mo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain.errors import validation_message
+from domain.notifications import Webhooks
 from domain.policy import DEFAULT_POLICY, DeadlinePolicy
 from domain.talkdays import TalkDays
 from infra.calendars import with_library_calendar
@@ -107,6 +108,15 @@ class Settings(BaseSettings):
     # run the workflows in the SDK's sandbox (workflows/sandbox.py); off, the worker
     # spends about a sixth less CPU per case (benchmarks/cpu_profile.py)
     workflow_sandbox: bool = Field(False, alias="CASE_WORKFLOW_SANDBOX")
+    # notifications (notifier/, README "Notifications"): the webhook of each source system
+    # (JSON file), attempts before a notification is parked, the exponential backoff
+    # (first wait and longest wait, seconds), each request's timeout and the idle poll
+    webhooks_file: File | None = Field(None, alias="CASE_WEBHOOKS")
+    notify_max_attempts: int = Field(10, ge=1, le=1000, alias="CASE_NOTIFY_MAX_ATTEMPTS")
+    notify_backoff: float = Field(2.0, gt=0, le=3600, alias="CASE_NOTIFY_BACKOFF")
+    notify_backoff_max: float = Field(600.0, gt=0, le=86400, alias="CASE_NOTIFY_BACKOFF_MAX")
+    notify_timeout: float = Field(10.0, gt=0, le=300, alias="CASE_NOTIFY_TIMEOUT")
+    notify_poll: float = Field(1.0, gt=0, le=60, alias="CASE_NOTIFY_POLL")
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Settings:
@@ -151,6 +161,18 @@ class Settings(BaseSettings):
         except ValueError as exc:
             raise SettingsError(
                 validation_message(f"CASE_TALK_DAYS {self.talk_days_file}", exc)
+            ) from None
+
+    def webhooks(self) -> Webhooks:
+        """The source systems' webhooks in CASE_WEBHOOKS (JSON: source -> url, secret);
+        none when it is not set."""
+        if self.webhooks_file is None:
+            return Webhooks({})
+        try:
+            return Webhooks.model_validate_json(self.webhooks_file.read_bytes())
+        except ValueError as exc:
+            raise SettingsError(
+                validation_message(f"CASE_WEBHOOKS {self.webhooks_file}", exc)
             ) from None
 
 
