@@ -33,7 +33,10 @@ from aiohttp import web
 from activities.contract import EventBatch
 from activities.db import create_pool, migrate
 from activities.store import append
+from devstack.stack import webhooks_banner
 from domain.notifications import ATTEMPT_HEADER, ID_HEADER, SIGNATURE_HEADER, Webhooks, signature_ok
+from infra.settings import Settings, SettingsError
+from notifier.__main__ import retries
 from notifier.delivery import Notifier, Retries
 from support import KEYRING, lifecycle_batches
 
@@ -455,3 +458,51 @@ async def test_parked_after_n_failures_listed_by_casectl_and_retried(
     assert batches[0].case_id == receiver.arrivals[0].case_id
     code, out, _ = await casectl(db, tmp_path, "notifications")
     assert code == 0 and "no parked notifications" in out
+
+
+# ---------------------------------------------------------------------------- settings
+
+
+def test_webhooks_are_configured_by_a_file_and_a_bad_one_is_named(tmp_path: Path) -> None:
+    assert webhooks_banner(Settings.from_env({})).startswith("no CASE_WEBHOOKS")
+    good = tmp_path / "webhooks.json"
+    good.write_text(
+        json.dumps({"hotline_12345": {"url": "https://12345.example/hook", "secret": SECRET}}),
+        encoding="utf-8",
+    )
+    settings = Settings.from_env({"CASE_WEBHOOKS": str(good), "CASE_NOTIFY_MAX_ATTEMPTS": "4"})
+    assert settings.webhooks().sources == ["hotline_12345"]
+    assert webhooks_banner(settings) == f"webhooks of hotline_12345 (CASE_WEBHOOKS {good})"
+    assert retries(settings).max_attempts == 4
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        json.dumps({"hotline_12345": {"url": "gopher://x", "secret": "short-secret"}}),
+        encoding="utf-8",
+    )
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({"CASE_WEBHOOKS": str(bad)}).webhooks()
+    message = str(refused.value)
+    assert "CASE_WEBHOOKS" in message and "hotline_12345.url" in message
+    assert "hotline_12345.secret" in message and "short-secret" not in message
+    with pytest.raises(SettingsError, match="CASE_NOTIFY_MAX_ATTEMPTS"):
+        Settings.from_env({"CASE_NOTIFY_MAX_ATTEMPTS": "0"})
+
+
+def test_the_notifier_process_refuses_a_bad_configuration(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"fax": {"url": "https://x.example/", "secret": "0123456789abcdef"}}')
+    done = subprocess.run(
+        [sys.executable, "-m", "notifier"],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+            "CASE_WEBHOOKS": str(bad),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith("notifier: CASE_WEBHOOKS") and "fax" in done.stderr
