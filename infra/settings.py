@@ -110,13 +110,15 @@ class Settings(BaseSettings):
     workflow_sandbox: bool = Field(False, alias="CASE_WORKFLOW_SANDBOX")
     # notifications (notifier/, README "Notifications"): the webhook of each source system
     # (JSON file), attempts before a notification is parked, the exponential backoff
-    # (first wait and longest wait, seconds), each request's timeout and the idle poll
+    # (first wait and longest wait, seconds), each request's timeout, the idle poll and
+    # how many notifications (of as many cases) one round claims and posts at once
     webhooks_file: File | None = Field(None, alias="CASE_WEBHOOKS")
     notify_max_attempts: int = Field(10, ge=1, le=1000, alias="CASE_NOTIFY_MAX_ATTEMPTS")
     notify_backoff: float = Field(2.0, gt=0, le=3600, alias="CASE_NOTIFY_BACKOFF")
     notify_backoff_max: float = Field(600.0, gt=0, le=86400, alias="CASE_NOTIFY_BACKOFF_MAX")
     notify_timeout: float = Field(10.0, gt=0, le=300, alias="CASE_NOTIFY_TIMEOUT")
     notify_poll: float = Field(1.0, gt=0, le=60, alias="CASE_NOTIFY_POLL")
+    notify_batch: int = Field(100, ge=1, le=1000, alias="CASE_NOTIFY_BATCH")
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Settings:

@@ -54,7 +54,11 @@ async def run(settings: Settings) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         async with Notifier(
-            pool, webhooks, retries(settings), timeout=settings.notify_timeout
+            pool,
+            webhooks,
+            retries(settings),
+            batch=settings.notify_batch,
+            timeout=settings.notify_timeout,
         ) as notifier:
             await notifier.run(stop, settings.notify_poll)
     finally:
