@@ -7,8 +7,10 @@ import hashlib
 import json
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+import rfc8785
 from pydantic import ValidationError
 
 from conftest import ACTORS, PHONE, Story
@@ -164,3 +166,14 @@ def test_webhooks_are_validated_naming_the_field() -> None:
         Webhooks.model_validate({"hotline_12345": {"url": "ftp://h.example/", "secret": SECRET}})
     with pytest.raises(ValidationError, match="fax"):
         Webhooks.model_validate({"fax": {"url": "https://h.example/", "secret": SECRET}})
+
+
+def test_the_readme_shows_a_body_as_sent() -> None:
+    """The README's example body is a Notification with every field, in canonical order."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Notifications\n", 1)[1]
+    shown = section.split("```json\n", 1)[1].split("\n```", 1)[0]
+    body = Notification.model_validate_json(shown)
+    assert json.loads(shown) == body.model_dump(mode="json")
+    assert rfc8785.dumps(json.loads(shown)).decode() == shown.replace("\n ", "")
+    assert body.id.startswith(f"{body.case_id}:{body.seq}:")
