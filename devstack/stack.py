@@ -63,7 +63,8 @@ def webhooks_banner(settings: Settings) -> str:
     sources = settings.webhooks().sources
     if not sources:
         return "no CASE_WEBHOOKS: notifications wait in the outbox (casectl notifications)"
-    return f"webhooks of {', '.join(sources)} (CASE_WEBHOOKS {settings.webhooks_file})"
+    where = settings.webhooks_file or "inline"
+    return f"webhooks of {', '.join(sources)} (CASE_WEBHOOKS: {where})"
 
 
 def port_free(port: int) -> bool:

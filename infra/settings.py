@@ -112,7 +112,8 @@ class Settings(BaseSettings):
     # (JSON file), attempts before a notification is parked, the exponential backoff
     # (first wait and longest wait, seconds), each request's timeout, the idle poll and
     # how many notifications (of as many cases) one round claims and posts at once
-    webhooks_file: File | None = Field(None, alias="CASE_WEBHOOKS")
+    # the webhooks' JSON itself (it starts with "{"), or the path of a file holding it
+    webhooks_setting: str | None = Field(None, alias="CASE_WEBHOOKS", repr=False)
     notify_max_attempts: int = Field(10, ge=1, le=1000, alias="CASE_NOTIFY_MAX_ATTEMPTS")
     notify_backoff: float = Field(2.0, gt=0, le=3600, alias="CASE_NOTIFY_BACKOFF")
     notify_backoff_max: float = Field(600.0, gt=0, le=86400, alias="CASE_NOTIFY_BACKOFF_MAX")
@@ -165,17 +166,29 @@ class Settings(BaseSettings):
                 validation_message(f"CASE_TALK_DAYS {self.talk_days_file}", exc)
             ) from None
 
+    @property
+    def webhooks_file(self) -> Path | None:
+        """The file CASE_WEBHOOKS names (None: unset, or the JSON itself)."""
+        value = self.webhooks_setting
+        return None if value is None or value.lstrip().startswith("{") else Path(value)
+
     def webhooks(self) -> Webhooks:
-        """The source systems' webhooks in CASE_WEBHOOKS (JSON: source -> url, secret);
-        none when it is not set."""
-        if self.webhooks_file is None:
+        """The source systems' webhooks in CASE_WEBHOOKS (JSON: source -> url, secret,
+        given inline or in a file); none when it is not set. Errors name the variable and
+        the field, never a value (the JSON holds secrets)."""
+        value, path = self.webhooks_setting, self.webhooks_file
+        if value is None:
             return Webhooks({})
-        try:
-            return Webhooks.model_validate_json(self.webhooks_file.read_bytes())
-        except ValueError as exc:
+        if path is not None and not path.is_file():
             raise SettingsError(
-                validation_message(f"CASE_WEBHOOKS {self.webhooks_file}", exc)
-            ) from None
+                "CASE_WEBHOOKS: neither the webhooks' JSON (starting with {) nor a file"
+            )
+        what = "CASE_WEBHOOKS" if path is None else f"CASE_WEBHOOKS {path}"
+        try:
+            text = value if path is None else path.read_text(encoding="utf-8")
+            return Webhooks.model_validate_json(text)
+        except (ValueError, OSError) as exc:
+            raise SettingsError(validation_message(what, exc)) from None
 
 
 def data_dir() -> Path:

@@ -463,7 +463,7 @@ async def test_parked_after_n_failures_listed_by_casectl_and_retried(
 # ---------------------------------------------------------------------------- settings
 
 
-def test_webhooks_are_configured_by_a_file_and_a_bad_one_is_named(tmp_path: Path) -> None:
+def test_webhooks_are_configured_inline_or_by_a_file_and_a_bad_one_is_named(tmp_path: Path) -> None:
     assert webhooks_banner(Settings.from_env({})).startswith("no CASE_WEBHOOKS")
     good = tmp_path / "webhooks.json"
     good.write_text(
@@ -472,18 +472,25 @@ def test_webhooks_are_configured_by_a_file_and_a_bad_one_is_named(tmp_path: Path
     )
     settings = Settings.from_env({"CASE_WEBHOOKS": str(good), "CASE_NOTIFY_MAX_ATTEMPTS": "4"})
     assert settings.webhooks().sources == ["hotline_12345"]
-    assert webhooks_banner(settings) == f"webhooks of hotline_12345 (CASE_WEBHOOKS {good})"
+    assert webhooks_banner(settings) == f"webhooks of hotline_12345 (CASE_WEBHOOKS: {good})"
+    inline = Settings.from_env({"CASE_WEBHOOKS": good.read_text(encoding="utf-8")})
+    assert inline.webhooks() == settings.webhooks() and SECRET not in repr(inline)
+    assert webhooks_banner(inline) == "webhooks of hotline_12345 (CASE_WEBHOOKS: inline)"
+    with pytest.raises(SettingsError, match="neither") as missing:
+        Settings.from_env({"CASE_WEBHOOKS": "hotline: s3cret"}).webhooks()
+    assert "s3cret" not in str(missing.value)
     assert retries(settings).max_attempts == 4
     bad = tmp_path / "bad.json"
     bad.write_text(
         json.dumps({"hotline_12345": {"url": "gopher://x", "secret": "short-secret"}}),
         encoding="utf-8",
     )
-    with pytest.raises(SettingsError) as refused:
-        Settings.from_env({"CASE_WEBHOOKS": str(bad)}).webhooks()
-    message = str(refused.value)
-    assert "CASE_WEBHOOKS" in message and "hotline_12345.url" in message
-    assert "hotline_12345.secret" in message and "short-secret" not in message
+    for setting in (str(bad), bad.read_text(encoding="utf-8")):
+        with pytest.raises(SettingsError) as refused:
+            Settings.from_env({"CASE_WEBHOOKS": setting}).webhooks()
+        message = str(refused.value)
+        assert message.startswith("CASE_WEBHOOKS") and "hotline_12345.url" in message
+        assert "hotline_12345.secret" in message and "short-secret" not in message
     with pytest.raises(SettingsError, match="CASE_NOTIFY_MAX_ATTEMPTS"):
         Settings.from_env({"CASE_NOTIFY_MAX_ATTEMPTS": "0"})
 
