@@ -29,16 +29,27 @@ import asyncpg
 import pytest
 import pytest_asyncio
 from aiohttp import web
+from temporalio.testing import WorkflowEnvironment
 
 from activities.contract import EventBatch
 from activities.db import create_pool, migrate
 from activities.store import append
+from caseloop.client import CaseClient
 from devstack.stack import webhooks_banner
 from domain.notifications import ATTEMPT_HEADER, ID_HEADER, SIGNATURE_HEADER, Webhooks, signature_ok
 from infra.settings import Settings, SettingsError
 from notifier.__main__ import retries
 from notifier.delivery import Notifier, Retries
-from support import KEYRING, lifecycle_batches
+from support import (
+    COMMUNITY_ADMIN,
+    KEYRING,
+    LIFECYCLE,
+    POLICY,
+    RESIDENT,
+    lifecycle_batches,
+    report,
+)
+from worker import build_worker
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "hotline-webhook-secret-0123456789"
@@ -513,3 +524,46 @@ def test_the_notifier_process_refuses_a_bad_configuration(tmp_path: Path) -> Non
     )
     assert done.returncode == 1
     assert done.stderr.startswith("notifier: CASE_WEBHOOKS") and "fax" in done.stderr
+
+
+# ---------------------------------------------------------------------------- end to end
+
+
+async def test_cases_moved_by_the_worker_are_notified_in_order(
+    db: Outbox, receiver: Receiver, dev_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    """Through the real workflow and worker on the dev server (recording into this test's
+    database): a case reopened once and archived, and a duplicate merged into it."""
+    client = CaseClient(dev_env.client, task_queue)
+    worker = build_worker(
+        dev_env.client, db.pool, POLICY, task_queue, keyring=KEYRING, fail_fast=True
+    )
+    rejected = {"actor": RESIDENT, "accepted": False, "satisfaction": "unsatisfied"}
+    merge = {"actor": COMMUNITY_ADMIN, "reason": "同一楼道灯"}
+    async with worker:
+        first = (await client.open_case(report())).case_id
+        second = (await client.open_case(report())).case_id
+        for name, payload in LIFECYCLE[:5]:
+            await client.send(first, name, payload)
+        await client.send(first, "record_feedback", rejected)
+        await client.send(second, "merge_into", {**merge, "target_case_id": first})
+        for name, payload in LIFECYCLE[4:]:
+            await client.send(first, name, payload)
+        await client.result(first)
+        await client.result(second)
+    await receiver.start()
+    async with Notifier(db.pool, hooks(receiver.url), FAST) as notifier:
+        await run_until(notifier, lambda: all_delivered(db))
+    kinds: dict[str, list[str]] = defaultdict(list)
+    for a in receiver.arrivals:
+        kinds[a.case_id].append(a.payload["kind"])
+        assert a.signed and a.payload["source"] == "hotline_12345"
+    assert kinds == {
+        first: ["accepted", "dispatched", "resolved", "reopened", "resolved", "archived"],
+        second: ["accepted", "merged", "archived"],
+    }
+    assert receiver.in_order_per_case()
+    merged = next(a.payload for a in receiver.arrivals if a.payload["kind"] == "merged")
+    assert merged["merged_into"] == first and merged["status"] == "closed"
+    text = " ".join(a.body for a in receiver.arrivals)
+    assert PHONE not in text and NAME not in text
