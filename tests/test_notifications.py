@@ -271,6 +271,48 @@ async def test_a_failed_append_writes_neither_events_nor_notifications(
     assert [r["kind"] for r in await db.rows()] == ["accepted"]
 
 
+async def test_a_lost_workflow_tasks_undelivered_notifications_go_with_its_events(
+    db: Outbox,
+) -> None:
+    """A lost task's dispatch (seq 2) was written and its notification delivered; its
+    claim (seq 3) written too. The retried task's dispatch replaces both events: the
+    delivered notification stays on record, and the new event's has another id."""
+    batches = lifecycle_batches(f"L{uuid.uuid4().hex[:8]}")
+
+    def decided(batch: EventBatch, decided_in: int, hours: int = 0) -> EventBatch:
+        events = [
+            e.model_copy(update={"occurred_at": e.occurred_at + timedelta(hours=hours)})
+            for e in batch.events
+        ]
+        return batch.model_copy(update={"events": events, "decided_in": decided_in})
+
+    await append(db.pool, decided(batches[0], 5), KEYRING)
+    await append(db.pool, decided(batches[1], 9), KEYRING)  # the lost task's dispatch
+    lost = (await db.rows())[1]
+    await db.pool.execute("UPDATE notifications SET status = 'delivered' WHERE id = $1", lost["id"])
+    await append(db.pool, decided(batches[2], 9), KEYRING)
+    await append(db.pool, decided(batches[1], 14, hours=1), KEYRING)
+    rows = await db.rows()
+    assert [(r["seq"], r["kind"], r["status"]) for r in rows] == [
+        (1, "accepted", "pending"),
+        (2, "dispatched", "delivered"),  # the lost one, already sent
+        (2, "dispatched", "pending"),  # the event that took its place
+    ]
+    assert rows[1]["id"] == lost["id"] != rows[2]["id"]
+    # a lost task's notification not yet delivered is deleted with its event
+    other = lifecycle_batches(f"M{uuid.uuid4().hex[:8]}")
+    await append(db.pool, decided(other[0], 5), KEYRING)
+    await append(db.pool, decided(other[1], 9), KEYRING)
+    pending = await db.pool.fetchval(
+        "SELECT id FROM notifications WHERE case_id = $1 AND seq = 2", other[0].case_id
+    )
+    await append(db.pool, decided(other[1], 14, hours=1), KEYRING)
+    again = await db.pool.fetch(
+        "SELECT id, seq FROM notifications WHERE case_id = $1 ORDER BY seq", other[0].case_id
+    )
+    assert [r["seq"] for r in again] == [1, 2] and pending not in {r["id"] for r in again}
+
+
 # ---------------------------------------------------------------------------- delivery
 
 
