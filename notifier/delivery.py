@@ -137,8 +137,11 @@ class Notifier:
             ATTEMPT_HEADER: str(n.attempts + 1),
         }
         try:
-            async with self._session.post(hook.url, data=body, headers=headers) as response:
-                await response.read()
+            # no redirects: a signed notification goes where it was configured to, or fails
+            async with self._session.post(
+                hook.url, data=body, headers=headers, allow_redirects=False
+            ) as response:
+                response.release()  # the answer's body is not read
                 if 200 <= response.status < 300:
                     return None
                 return f"HTTP {response.status}"
