@@ -1,5 +1,5 @@
-"""The activities: the deadline policy, and the event store append with its read model
-and ledger, all in one transaction.
+"""The activities: the deadline policy, and the event store append with its read model,
+ledger and notification outbox, all in one transaction.
 
 Each activity is safe to retry: an append that already happened is recognised by its
 hash chain and writes nothing twice."""
@@ -28,7 +28,14 @@ from activities.contract import (
     EventBatch,
     MergeClaim,
 )
-from domain.events import PERSONAL_FIELDS, STATE_PERSONAL_FIELDS, EventBase, event_payload
+from domain.events import (
+    PERSONAL_FIELDS,
+    STATE_PERSONAL_FIELDS,
+    Event,
+    EventBase,
+    event_payload,
+)
+from domain.notifications import Notification, notifications
 from domain.policy import DeadlinePolicy
 from domain.state import CaseRecord, CaseState
 from infra.crypto import Keyring
@@ -197,6 +204,7 @@ async def append(pool: asyncpg.Pool, batch: EventBatch, keyring: Keyring | None 
             stored = {seq: h for seq, h in stored.items() if seq < first}
             head_seq = first - 1
         rows = []
+        new: list[tuple[Event, str]] = []  # the events this append writes, with their hashes
         for event in batch.events:
             payload = stored_payload(event, case_id, keyring)
             digest = event_hash(
@@ -209,6 +217,7 @@ async def append(pool: asyncpg.Pool, batch: EventBatch, keyring: Keyring | None 
                         f"(stored hash {stored[event.seq][:12]}…, new {digest[:12]}…)"
                     )
             else:
+                new.append((event, digest))
                 rows.append(
                     (
                         case_id,
@@ -233,6 +242,7 @@ async def append(pool: asyncpg.Pool, batch: EventBatch, keyring: Keyring | None 
             await _project(conn, batch.state)
             if batch.record is not None:
                 await _ledger(conn, batch.record)
+            await _outbox(conn, notifications(batch.state, new))
         return Appended(inserted=len(rows), head_seq=max(head_seq, seqs[-1]), head_hash=prev)
 
 
@@ -277,6 +287,12 @@ async def _supersede(conn: Connection, case_id: str, first: int, by: int | None)
         case_id,
         first,
         by,
+    )
+    # their notifications not yet delivered were never true (delivered ones stay on record)
+    await conn.execute(
+        "DELETE FROM notifications WHERE case_id = $1 AND seq >= $2 AND status <> 'delivered'",
+        case_id,
+        first,
     )
     # the monthly counts take back what these rows counted (migration 005's triggers)
     await conn.execute("DELETE FROM ledger WHERE case_id = $1", case_id)
@@ -338,6 +354,20 @@ async def _project(conn: Connection, s: CaseState) -> None:
         _v(s.outcome),
         _public_state(s),
     )
+
+
+async def _outbox(conn: Connection, due: list[Notification]) -> None:
+    """The notifications of the events just appended, in the same transaction: none is
+    written without its events, nor an event without its notification."""
+    if due:
+        await conn.executemany(
+            """INSERT INTO notifications (id, case_id, seq, source, kind, payload)
+               VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING""",
+            [
+                (n.id, n.case_id, n.seq, n.source.value, n.kind.value, n.model_dump(mode="json"))
+                for n in due
+            ],
+        )
 
 
 async def _ledger(conn: Connection, r: CaseRecord) -> None:

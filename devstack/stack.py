@@ -1,7 +1,8 @@
 """`make run`: the whole case loop on this machine, from the project's own virtualenv.
 
 Starts PostgreSQL (embedded, unless DATABASE_URL is set), the Temporal dev server with
-its Web UI (state kept in a file, so a restart keeps the cases), the worker, and a few
+its Web UI (state kept in a file, so a restart keeps the cases), the worker, the
+notifier (delivering the notification outbox to CASE_WEBHOOKS), and a few
 demo cases; prints where to look and which deadline policy runs; Ctrl-C or SIGTERM stops
 everything (SIGTERM where SIGINT is ignored: a job started with `&` from a script).
 Everything it keeps lives in the data directory (`.data/`, or CASELOOP_DATA).
@@ -55,6 +56,15 @@ def policy_banner(settings: Settings) -> str:
     """The deadline policy the worker runs: its version and where it comes from."""
     source = "built-in" if settings.policy_file is None else f"CASE_POLICY {settings.policy_file}"
     return f"{settings.policy().version} ({source})"
+
+
+def webhooks_banner(settings: Settings) -> str:
+    """Where the notifier delivers: the sources of CASE_WEBHOOKS, or that it does not."""
+    sources = settings.webhooks().sources
+    if not sources:
+        return "no CASE_WEBHOOKS: notifications wait in the outbox (casectl notifications)"
+    where = settings.webhooks_file or "inline"
+    return f"webhooks of {', '.join(sources)} (CASE_WEBHOOKS: {where})"
 
 
 def port_free(port: int) -> bool:
@@ -211,6 +221,7 @@ async def main_async(data: Path) -> None:
     )
     policy = policy_banner(settings)  # a bad CASE_POLICY stops here, before anything starts
     say(f"deadline policy: {policy}; to stop: {how_to_stop()}")
+    say(f"notifications: {webhooks_banner(settings)}")  # a bad CASE_WEBHOOKS stops here
     database_url, pg = start_postgres(data)
     temporal = start_temporal(data)
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
@@ -237,6 +248,19 @@ async def main_async(data: Path) -> None:
             data,
         )
         children.append(("worker", worker))
+        # the notification outbox's delivery (notifier/): a process of its own next to
+        # the worker, so that webhooks never hold up the worker's workflow tasks
+        children.append(
+            (
+                "notifier",
+                start_child(
+                    "notifier",
+                    [sys.executable, "-m", "notifier"],
+                    {"DATABASE_URL": database_url},
+                    data,
+                ),
+            )
+        )
         seeded = await demo.seed(client)
         say(f"demo cases: {seeded.created} opened, {seeded.existing} already there")
         if seeded.agenda_triggered:

@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, mo
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from domain.errors import validation_message
+from domain.notifications import Webhooks
 from domain.policy import DEFAULT_POLICY, DeadlinePolicy
 from domain.talkdays import TalkDays
 from infra.calendars import with_library_calendar
@@ -143,6 +144,18 @@ class Settings(BaseSettings):
     # run the workflows in the SDK's sandbox (workflows/sandbox.py); off, the worker
     # spends about a sixth less CPU per case (benchmarks/cpu_profile.py)
     workflow_sandbox: bool = Field(False, alias="CASE_WORKFLOW_SANDBOX")
+    # notifications (notifier/, README "Notifications"): the webhook of each source system
+    # (JSON file), attempts before a notification is parked, the exponential backoff
+    # (first wait and longest wait, seconds), each request's timeout, the idle poll and
+    # how many notifications (of as many cases) one round claims and posts at once
+    # the webhooks' JSON itself (it starts with "{"), or the path of a file holding it
+    webhooks_setting: str | None = Field(None, alias="CASE_WEBHOOKS", repr=False)
+    notify_max_attempts: int = Field(10, ge=1, le=1000, alias="CASE_NOTIFY_MAX_ATTEMPTS")
+    notify_backoff: float = Field(2.0, gt=0, le=3600, alias="CASE_NOTIFY_BACKOFF")
+    notify_backoff_max: float = Field(600.0, gt=0, le=86400, alias="CASE_NOTIFY_BACKOFF_MAX")
+    notify_timeout: float = Field(10.0, gt=0, le=300, alias="CASE_NOTIFY_TIMEOUT")
+    notify_poll: float = Field(1.0, gt=0, le=60, alias="CASE_NOTIFY_POLL")
+    notify_batch: int = Field(100, ge=1, le=1000, alias="CASE_NOTIFY_BATCH")
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Settings:
@@ -210,6 +223,30 @@ class Settings(BaseSettings):
             raise SettingsError(
                 validation_message(f"CASE_TALK_DAYS {self.talk_days_file}", exc)
             ) from None
+
+    @property
+    def webhooks_file(self) -> Path | None:
+        """The file CASE_WEBHOOKS names (None: unset, or the JSON itself)."""
+        value = self.webhooks_setting
+        return None if value is None or value.lstrip().startswith("{") else Path(value)
+
+    def webhooks(self) -> Webhooks:
+        """The source systems' webhooks in CASE_WEBHOOKS (JSON: source -> url, secret,
+        given inline or in a file); none when it is not set. Errors name the variable and
+        the field, never a value (the JSON holds secrets)."""
+        value, path = self.webhooks_setting, self.webhooks_file
+        if value is None:
+            return Webhooks({})
+        if path is not None and not path.is_file():
+            raise SettingsError(
+                "CASE_WEBHOOKS: neither the webhooks' JSON (starting with {) nor a file"
+            )
+        what = "CASE_WEBHOOKS" if path is None else f"CASE_WEBHOOKS {path}"
+        try:
+            text = value if path is None else path.read_text(encoding="utf-8")
+            return Webhooks.model_validate_json(text)
+        except (ValueError, OSError) as exc:
+            raise SettingsError(validation_message(what, exc)) from None
 
 
 def data_dir() -> Path:

@@ -11,7 +11,7 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities.contract import CHAIN_CONFLICT, EventBatch
-from activities.db import migrate
+from activities.db import migrate, migration_files
 from activities.store import GENESIS, append, first_broken_link
 from policies import POLICY_2026_2
 from support import REPORTED_AT, lifecycle_batches
@@ -122,15 +122,20 @@ async def test_read_model_and_ledger_follow_the_events(pool: asyncpg.Pool) -> No
 
 async def test_migrations_apply_once_and_are_recorded(pool: asyncpg.Pool) -> None:
     assert await migrate(pool) == []
-    names = await pool.fetch("SELECT name FROM schema_migrations ORDER BY name")
-    assert [r["name"] for r in names] == [
+    names = [
+        r["name"] for r in await pool.fetch("SELECT name FROM schema_migrations ORDER BY name")
+    ]
+    # every file, each once, in order (the list grows with each migration)
+    assert names == [name for name, _ in migration_files()]
+    assert {
         "001_event_store.sql",
         "002_reports.sql",
         "003_talk_days.sql",
         "004_superseded_events.sql",
         "005_uncount_superseded.sql",
         "006_points.sql",
-    ]
+        "009_notifications.sql",
+    } <= set(names)
 
 
 async def test_events_of_different_cases_do_not_interfere(pool: asyncpg.Pool) -> None:

@@ -1,0 +1,1 @@
+"""The notifier: delivers the notification outbox to the source systems' webhooks."""
