@@ -11,6 +11,7 @@ from casectl.audit import audit
 from casectl.cases import register
 from casectl.points import points
 from casectl.report import report
+from casectl.services import services
 from infra.process import leave
 
 
@@ -23,6 +24,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     cli.add_command(audit)
     cli.add_command(report)
     cli.add_command(points)
+    cli.add_command(services)
     register(cli)
     code: str | int | None = 0
     try:
