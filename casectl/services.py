@@ -13,12 +13,11 @@ from domain.catalogue import Service
 from domain.policy import format_span
 
 
-
 def _limits(service: Service) -> str:
     if service.limits is None:
         return "-"
     set_ = service.limits.model_dump(exclude_none=True)
-    parts = []
+    parts: list[str] = []
     for name in set_:
         value = getattr(service.limits, name)
         if name == "loops":

@@ -53,9 +53,7 @@ class Service(Frozen):
     severity: Severity  # the default a dispatcher starts from
     handling_class: HandlingClass
     # the departments a joint case of this kind summons (吹哨报到); none for the others
-    departments: Annotated[
-        list[OrgId], Field(max_length=20), AfterValidator(_distinct)
-    ] = []
+    departments: Annotated[list[OrgId], Field(max_length=20), AfterValidator(_distinct)] = []
     limits: ServiceLimits | None = None
 
 
