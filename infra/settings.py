@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from domain.catalogue import ServiceCatalogue
 from domain.errors import DomainError, validation_message
@@ -138,7 +138,7 @@ class Settings(BaseSettings):
     # the service catalogue (JSON); the built-in domain/catalogue.json when unset
     catalogue_file: File | None = Field(None, alias="CASE_CATALOGUE")
     # the Open311 gateway: one API key per calling system, `source=key,source=key`
-    gateway_keys: Annotated[GatewayKeys, BeforeValidator(_gateway_keys)] = Field(
+    gateway_keys: Annotated[GatewayKeys, NoDecode, BeforeValidator(_gateway_keys)] = Field(
         (), alias="CASE_GATEWAY_KEYS"
     )
     gateway_port: int = Field(8311, ge=1, le=65535, alias="CASE_GATEWAY_PORT")
