@@ -306,6 +306,7 @@ def main(argv: list[str] | None = None) -> None:
         catalogue=settings.catalogue().version,
     )
     try:
-        web.run_app(start(settings), host=args.host, port=port, print=None)
+        # no access log: one line per case opened is logged above, without personal data
+        web.run_app(start(settings), host=args.host, port=port, print=None, access_log=None)
     except SettingsError as exc:
         sys.exit(f"gateway: {exc}")
