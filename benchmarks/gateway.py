@@ -15,11 +15,12 @@ process (`python -m gateway`, as deployed) and measures, one request at a time:
   answer (100 requests of a page of 100);
 - POST /requests.json throughput against opening the same reports through
   caseloop.client directly (`CaseClient.open_case`), in alternating rounds at the same
-  concurrency, with no worker running (opening is Temporal's start of the workflow; the
-  worker's own work is measured by benchmarks/open_cases.py).
+  concurrency (each --concurrency; 5 and 20 by default), with the CPU each costs the
+  caller's process and the gateway's, with no worker running (opening is Temporal's
+  start of the workflow; the worker's own work is measured by benchmarks/open_cases.py).
 
     .venv/bin/python benchmarks/gateway.py [--cases 1000000] [--requests 300]
-        [--posts 1000] [--rounds 2] [--concurrency 20] [--pgdata DIR]
+        [--posts 1000] [--rounds 3] [--concurrency 5 --concurrency 20] [--pgdata DIR]
         [--out benchmarks/results/gateway.json]
 
 Writes the figures as JSON, with the machine's load average while measuring.
@@ -44,6 +45,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
@@ -58,6 +60,7 @@ from infra.crypto import Keyring, data_converter  # noqa: E402
 from worker import register_search_attributes  # noqa: E402
 
 BIN = Path(sys.executable).parent
+FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded"}
 CODES = load_catalogue().codes
 
 FILL = [
@@ -215,6 +218,12 @@ def form(ticket: str, key: str) -> dict[str, str]:
     }
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def in_parallel(n: int, concurrency: int, one: Any) -> float:
     """Cases opened per second, `concurrency` at a time."""
     queue = list(range(n))
@@ -229,36 +238,60 @@ async def in_parallel(n: int, concurrency: int, one: Any) -> float:
 
 
 async def posts(
-    session: aiohttp.ClientSession, base: str, client: CaseClient, key: str, args: Any
+    session: aiohttp.ClientSession,
+    base: str,
+    client: CaseClient,
+    key: str,
+    gateway_pid: int,
+    concurrency: int,
+    args: Any,
 ) -> dict[str, Any]:
     async def direct(_: int) -> None:
         opened = await client.open_case(report(f"D{uuid.uuid4().hex[:16]}"))
         assert opened.created
 
     async def gateway(_: int) -> None:
+        body = urlencode(form(f"G{uuid.uuid4().hex[:16]}", key)).encode()
         async with session.post(
-            f"{base}/requests.json", data=form(f"G{uuid.uuid4().hex[:16]}", key)
+            f"{base}/requests.json", data=body, headers=FORM_HEADERS
         ) as response:
             body = await response.read()
         assert response.status == 201, body[:300]
 
-    await in_parallel(50, args.concurrency, direct)  # warm both
-    await in_parallel(50, args.concurrency, gateway)
+    await in_parallel(50, concurrency, direct)  # warm both
+    await in_parallel(50, concurrency, gateway)
     rounds: dict[str, list[float]] = {"client": [], "gateway": []}
+    # CPU per case: of this process (the caller: the client, or the HTTP requests) and of
+    # the gateway's process
+    cpu: dict[str, list[tuple[float, float]]] = {"client": [], "gateway": []}
     for _ in range(args.rounds):
         for name, one in (("client", direct), ("gateway", gateway)):
-            rate = await in_parallel(args.posts, args.concurrency, one)
+            mine, theirs = time.process_time(), cpu_s(gateway_pid)
+            rate = await in_parallel(args.posts, concurrency, one)
+            mine, theirs = time.process_time() - mine, cpu_s(gateway_pid) - theirs
             rounds[name].append(round(rate, 1))
-            print(f"  POST {name:<8} {rate:7.1f} cases/s", flush=True)
+            cpu[name].append((mine * 1000 / args.posts, theirs * 1000 / args.posts))
+            print(
+                f"  POST {name:<8} {rate:7.1f} cases/s, CPU ms per case: caller "
+                f"{cpu[name][-1][0]:.2f}, gateway {cpu[name][-1][1]:.2f}",
+                flush=True,
+            )
     client_rate = statistics.mean(rounds["client"])
     gateway_rate = statistics.mean(rounds["gateway"])
     return {
         "cases_per_round": args.posts,
-        "concurrency": args.concurrency,
+        "concurrency": concurrency,
         "rounds_cases_per_s": rounds,
         "client_cases_per_s": round(client_rate, 1),
         "gateway_cases_per_s": round(gateway_rate, 1),
         "ratio_gateway_to_client": round(gateway_rate / client_rate, 3),
+        "cpu_ms_per_case": {
+            name: {
+                "caller": round(statistics.mean(c for c, _ in pairs), 2),
+                "gateway_process": round(statistics.mean(g for _, g in pairs), 2),
+            }
+            for name, pairs in cpu.items()
+        },
     }
 
 
@@ -318,7 +351,7 @@ async def main(args: argparse.Namespace) -> None:
         base = f"http://127.0.0.1:{port}"
         try:
             async with aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=args.concurrency)
+                connector=aiohttp.TCPConnector(limit=max(args.concurrency))
             ) as session:
                 for _ in range(120):
                     try:
@@ -330,7 +363,10 @@ async def main(args: argparse.Namespace) -> None:
                 print("GET, one request at a time:", flush=True)
                 read = await reads(session, base, pool, args.requests)
                 print("POST, against the client:", flush=True)
-                written = await posts(session, base, client, key, args)
+                written = [
+                    await posts(session, base, client, key, gateway.pid, concurrency, args)
+                    for concurrency in args.concurrency
+                ]
             load = os.getloadavg()
         finally:
             gateway.terminate()
@@ -347,7 +383,9 @@ async def main(args: argparse.Namespace) -> None:
         "target": {"read_p99_ms": 50, "post_ratio": 0.9},
         "met": {
             "read_p99": all(r["p99_ms"] < 50 for r in read.values()),
-            "post_ratio": written["ratio_gateway_to_client"] >= 0.9,
+            "post_ratio": {
+                str(w["concurrency"]): w["ratio_gateway_to_client"] >= 0.9 for w in written
+            },
         },
         "machine": {
             "cpus": os.cpu_count(),
@@ -366,9 +404,11 @@ if __name__ == "__main__":
     parser.add_argument("--cases", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--posts", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, action="append")
     parser.add_argument("--pgdata", help="keep the database here (filled once)")
     parser.add_argument("--out", default="benchmarks/results/gateway.json")
-    asyncio.run(main(parser.parse_args()))
+    parsed = parser.parse_args()
+    parsed.concurrency = parsed.concurrency or [5, 20]
+    asyncio.run(main(parsed))
     os._exit(0)  # the SDK's threads (sdk-python#300)
