@@ -9,6 +9,7 @@ import click
 
 from casectl.audit import audit
 from casectl.cases import register
+from casectl.disclosure import disclosure
 from casectl.points import points
 from casectl.report import report
 from casectl.services import services
@@ -25,6 +26,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     cli.add_command(report)
     cli.add_command(points)
     cli.add_command(services)
+    cli.add_command(disclosure)
     register(cli)
     code: str | int | None = 0
     try:

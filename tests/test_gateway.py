@@ -52,9 +52,7 @@ class Served:
         )
 
     async def request(self, case_id: str) -> dict[str, Any]:
-        found: dict[str, Any] = await asyncio.to_thread(
-            self.open311.get_service_request, case_id
-        )
+        found: dict[str, Any] = await asyncio.to_thread(self.open311.get_service_request, case_id)
         return found
 
 
@@ -115,9 +113,7 @@ def no_personal_data(text: str) -> None:
 async def test_a_case_opened_through_open311_is_followed_to_its_closure(served: Served) -> None:
     listed = await asyncio.to_thread(served.open311.get_service_list)
     assert {s["service_code"] for s in listed} >= {"public_lighting", "water_supply"}
-    definition = await asyncio.to_thread(
-        served.open311.get_service_definition, "public_lighting"
-    )
+    definition = await asyncio.to_thread(served.open311.get_service_definition, "public_lighting")
     assert {a["code"] for a in definition["attributes"] if a["required"]} >= {"ticket"}
 
     ticket = f"T-{uuid.uuid4().hex[:10]}"
@@ -178,9 +174,7 @@ async def test_a_case_opened_through_open311_is_followed_to_its_closure(served: 
         served.open311.get_service_requests, start_date=start, status="open"
     )
     assert case_id not in [r["service_request_id"] for r in still_open]
-    by_id = await asyncio.to_thread(
-        served.open311.get_service_requests, service_request_id=case_id
-    )
+    by_id = await asyncio.to_thread(served.open311.get_service_requests, service_request_id=case_id)
     assert [r["service_request_id"] for r in by_id] == [case_id]
     xml = GeoReport(served.url, output_format="xml")
     as_xml = await asyncio.to_thread(xml.get_service_request, case_id)
@@ -276,9 +270,7 @@ async def test_a_missing_api_key_and_a_body_that_is_no_form(served: Served) -> N
     without = fields(ticket)
     del without["api_key"]
     response = await served.post(without)
-    assert response.status_code == 403 and response.json()[0]["description"].startswith(
-        "api_key"
-    )
+    assert response.status_code == 403 and response.json()[0]["description"].startswith("api_key")
     plain = await asyncio.to_thread(
         requests.post,
         f"{served.url}/requests.json",
