@@ -268,14 +268,31 @@ def build_app(gateway: Gateway) -> web.Application:
     return app
 
 
-async def start(settings: Settings) -> web.Application:
-    """The gateway of these settings: its pool and client made here."""
+def check(settings: Settings) -> str:
+    """The database URL, once the settings the gateway needs are there (SettingsError)."""
     if settings.database_url is None:
         raise SettingsError("DATABASE_URL: required by the gateway (it reads `cases`)")
     if not settings.gateway_keys:
         raise SettingsError("CASE_GATEWAY_KEYS: required (source=key, one per calling system)")
-    pool = await create_pool(settings.database_url, max_size=10)
-    client = await CaseClient.connect(settings)
+    settings.catalogue()
+    return settings.database_url
+
+
+async def start(settings: Settings) -> web.Application:
+    """The gateway of these settings: its pool and client made here; SystemExit with the
+    server named when PostgreSQL or Temporal cannot be reached."""
+    try:
+        pool = await create_pool(check(settings), max_size=10)
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise SystemExit(f"gateway: cannot reach PostgreSQL (DATABASE_URL): {exc}") from None
+    try:
+        client = await CaseClient.connect(settings)
+    except RuntimeError as exc:
+        await pool.close()
+        raise SystemExit(
+            f"gateway: cannot reach Temporal at {settings.temporal_address} "
+            f"(TEMPORAL_ADDRESS): {exc}"
+        ) from None
     zone = ZoneInfo(settings.policy().timezone)
     app = build_app(Gateway(pool, client, settings.catalogue(), settings.gateway_keys, zone))
 
@@ -293,7 +310,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
-        settings.catalogue()
+        check(settings)
     except SettingsError as exc:
         sys.exit(f"gateway: {exc}")
     logs.configure(settings.log_level, settings.log_format)
@@ -305,8 +322,5 @@ def main(argv: list[str] | None = None) -> None:
         systems=[s.value for s, _ in settings.gateway_keys],
         catalogue=settings.catalogue().version,
     )
-    try:
-        # no access log: one line per case opened is logged above, without personal data
-        web.run_app(start(settings), host=args.host, port=port, print=None, access_log=None)
-    except SettingsError as exc:
-        sys.exit(f"gateway: {exc}")
+    # no access log: one line per case opened is logged above, without personal data
+    web.run_app(start(settings), host=args.host, port=port, print=None, access_log=None)
