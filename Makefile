@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/audit_replay.py --jobs 2 --out benchmarks/results/audit_replay_jobs2.json
 	$(PY) benchmarks/open_cases.py --cases 1000 --concurrency 50 --out benchmarks/results/open_cases_1000.json
 	$(PY) benchmarks/report_queries.py --out benchmarks/results/report_queries.json
+	$(PY) benchmarks/gateway.py --out benchmarks/results/gateway.json
 
 # The open-case volume: 10,000 cases on the test server with the default cache and with
 # every case cached, then 100,000 on the dev server with a wave of 10,000 (about three
