@@ -156,6 +156,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except Open311Error as exc:
+        if request.method == "POST":  # the description names a field, never a value
+            log.info("request refused", status=exc.status, reason=exc.description)
         return answer(_fmt(request), "errors", exc.body(), exc.status)
     except web.HTTPRequestEntityTooLarge:
         error = Open311Error(413, f"the request: the body exceeds {MAX_BODY // 1024} KiB")
