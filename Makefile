@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/report_queries.py --out benchmarks/results/report_queries.json
 	$(PY) benchmarks/notifications.py --out benchmarks/results/notifications.json
 	$(PY) benchmarks/notifications.py --notifiers 2 --out benchmarks/results/notifications_notifiers2.json
+	$(PY) benchmarks/gateway.py --out benchmarks/results/gateway.json
 
 # The open-case volume: 10,000 cases on the test server with the default cache and with
 # every case cached, then 100,000 on the dev server with a wave of 10,000 (about three

@@ -30,7 +30,16 @@ from temporalio.client import (
 from temporalio.common import SearchAttributeKey
 from temporalio.service import RPCError, RPCStatusCode
 
-from casectl.common import CannotRun, Failed, cases, run, settings, temporal, unknown_case
+from casectl.common import (
+    CannotRun,
+    Failed,
+    cases,
+    catalogue,
+    run,
+    settings,
+    temporal,
+    unknown_case,
+)
 from caseloop.client import WORKFLOW_TYPE, CommandRefused
 from domain.commands import COMMANDS, parse_command, parse_open_case
 from domain.errors import DomainError, validation_message
@@ -156,7 +165,7 @@ async def _status(client: Client, case_id: str) -> tuple[WorkflowExecutionStatus
 )
 @click.option("--title")
 @click.option("--description")
-@click.option("--category", help="the subject matter, e.g. public_facilities")
+@click.option("--category", help="a service code, e.g. public_facilities (`casectl services`)")
 @click.option("--grid", help="grid id")
 @click.option("--community", help="community id")
 @click.option("--street", help="street id")
@@ -180,6 +189,7 @@ def open_case(file: IO[str] | None, **flags: str | None) -> None:
         payload = _payload_from_flags(flags)
     try:
         case = parse_open_case(payload)
+        catalogue(settings()).service(case.category)
     except DomainError as exc:
         raise CannotRun(str(exc)) from None
 

@@ -21,6 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.db import create_pool
 from caseloop.client import CaseClient, connect
+from domain.catalogue import ServiceCatalogue
 from infra.settings import Settings, SettingsError, local_settings
 
 T = TypeVar("T")
@@ -56,7 +57,14 @@ async def temporal(s: Settings) -> Client:
 
 
 async def cases(s: Settings) -> CaseClient:
-    return CaseClient(await temporal(s), s.task_queue)
+    return CaseClient(await temporal(s), s.task_queue, catalogue(s))
+
+
+def catalogue(s: Settings) -> ServiceCatalogue:
+    try:
+        return s.catalogue()
+    except SettingsError as exc:
+        raise CannotRun(str(exc)) from None
 
 
 async def database(s: Settings) -> asyncpg.Pool:

@@ -9,9 +9,11 @@ import click
 
 from casectl.audit import audit
 from casectl.cases import register
+from casectl.disclosure import disclosure
 from casectl.notifications import notifications
 from casectl.points import points
 from casectl.report import report
+from casectl.services import services
 from infra.process import leave
 
 
@@ -25,6 +27,8 @@ def main(argv: list[str] | None = None) -> NoReturn:
     cli.add_command(report)
     cli.add_command(points)
     cli.add_command(notifications)
+    cli.add_command(services)
+    cli.add_command(disclosure)
     register(cli)
     code: str | int | None = 0
     try:

@@ -25,11 +25,13 @@ from temporalio.client import (
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from domain.catalogue import ServiceCatalogue
 from domain.commands import Command, Dispatch, OpenCase, parse_command, parse_open_case
 from domain.decider import expected_case_id
 from domain.errors import DomainError
 from domain.events import EVENT_LIST, Event
 from domain.state import CaseRecord, CaseState, CaseSummary
+from infra.catalogue import load_catalogue
 from infra.crypto import data_converter
 from infra.errors import CaseError, CommandRefused, RecordingFailed, error_of
 from infra.send import send_command, update_body
@@ -66,13 +68,17 @@ async def connect(settings: Settings) -> Client:
 
 
 class CaseClient:
-    def __init__(self, client: Client, task_queue: str) -> None:
+    def __init__(
+        self, client: Client, task_queue: str, catalogue: ServiceCatalogue | None = None
+    ) -> None:
         self.client = client
         self.task_queue = task_queue
+        # a report's category must be one of its codes (the built-in catalogue by default)
+        self.catalogue = catalogue or load_catalogue()
 
     @classmethod
     async def connect(cls, settings: Settings) -> CaseClient:
-        return cls(await connect(settings), settings.task_queue)
+        return cls(await connect(settings), settings.task_queue, settings.catalogue())
 
     async def open_case(self, case: OpenCase | dict[str, Any]) -> Opened:
         """Open a case, or find the one already opened for the same source ticket.
@@ -130,10 +136,12 @@ class CaseClient:
             raise error_of(exc.cause) from None
         return case_id, summary
 
-    @staticmethod
-    def _case_and_id(case: OpenCase | dict[str, Any]) -> tuple[OpenCase, str]:
+    def _case_and_id(self, case: OpenCase | dict[str, Any]) -> tuple[OpenCase, str]:
+        """The report, validated, and its case id. Raises DomainError for a malformed
+        report or a category that is not a code of the service catalogue."""
         if not isinstance(case, OpenCase):
             case = parse_open_case(case)
+        self.catalogue.service(case.category)
         return case, expected_case_id(case) or f"case-{case.source.value}-{uuid.uuid4().hex}"
 
     @staticmethod

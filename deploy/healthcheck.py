@@ -9,6 +9,8 @@ command line:
   to the port must answer 204 within the timeout. The codec server answers OPTIONS without
   a token (CORS preflight) and refuses everything else without one, so this proves the
   event loop serves requests without holding the token.
+- Open311 gateway (`-m gateway [--host H] [--port P]`): `GET /services.json` must answer
+  200 (the catalogue; it needs neither a key nor the database).
 - worker (`-m worker` or `worker.py`): the process must hold an ESTABLISHED TCP connection to
   the port of TEMPORAL_ADDRESS (the SDK keeps its gRPC connection open and long-polls on
   it). One worker per container: more workers are more containers. "Not connected" also
@@ -54,6 +56,22 @@ def codec_ok(args: list[str]) -> tuple[bool, str]:
     finally:
         conn.close()
     return status == 204, f"codec server on {host}:{port}: OPTIONS /decode -> {status}"
+
+
+def gateway_ok(args: list[str]) -> tuple[bool, str]:
+    host = option(args, "--host", "127.0.0.1")
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    port = int(option(args, "--port", os.environ.get("CASE_GATEWAY_PORT", "8311")))
+    conn = http.client.HTTPConnection(host, port, timeout=TIMEOUT)
+    try:
+        conn.request("GET", "/services.json")
+        status = conn.getresponse().status
+    except OSError as exc:
+        return False, f"gateway on {host}:{port}: {exc}"
+    finally:
+        conn.close()
+    return status == 200, f"gateway on {host}:{port}: GET /services.json -> {status}"
 
 
 def socket_inodes(pid: str) -> set[str] | None:
@@ -103,6 +121,8 @@ def main() -> int:
         return 1
     if "infra.codec_server" in args:
         ok, why = codec_ok(args)
+    elif "gateway" in args or "gateway.app" in args:
+        ok, why = gateway_ok(args)
     elif "worker" in args or any(arg.endswith("worker.py") for arg in args):
         ok, why = worker_ok(pid)
     else:

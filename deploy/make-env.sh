@@ -24,5 +24,6 @@ umask 077
     echo "CASE_DB_PASSWORD=$(rand 24 hex)"
     echo "CASE_ENCRYPTION_KEYS=k$(date -u +%Y%m%d)=$(rand 32 base64)"
     echo "CASE_CODEC_TOKEN=$(rand 32 hex)"
+    echo "CASE_GATEWAY_KEYS=hotline_12345=$(rand 24 hex),mini_program=$(rand 24 hex)"
 } > .env
 echo "wrote deploy/.env (mode 600)"

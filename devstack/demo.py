@@ -121,7 +121,7 @@ DEMO_CASES: list[DemoCase] = [
     DemoCase(
         "DEMO-008",
         "垃圾清运不及时",
-        "sanitation",
+        "environment_sanitation",
         [("withdraw", {"actor": RESIDENT, "reason": "已由物业自行处理"})],
     ),
     # A self-governance matter (自治协商): it waits in deliberation for the community's

@@ -34,6 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 GRPC_PORT = 7233
 UI_PORT = 8233
 CODEC_PORT = 8081
+GATEWAY_PORT = 8311  # the Open311 gateway
+GATEWAY_SYSTEM = "mini_program"  # the calling system of the local gateway key
 RETENTION = "3650d"  # closed histories stay auditable for ten years
 # the communities' talk days when CASE_TALK_DAYS is not set: the demo's community C-01
 EXAMPLE_TALK_DAYS = ROOT / "examples" / "talk-days.json"
@@ -125,7 +127,7 @@ def start_postgres(data: Path) -> tuple[str, object | None]:
 
 
 def check_ports() -> None:
-    for port in (GRPC_PORT, UI_PORT, CODEC_PORT):
+    for port in (GRPC_PORT, UI_PORT, CODEC_PORT, GATEWAY_PORT):
         if not port_free(port):
             raise SystemExit(
                 f"[make run] port {port} is in use: is another `make run` or Temporal server "
@@ -202,6 +204,32 @@ def start_child(
     )
 
 
+def start_gateway(
+    data: Path, crypto_env: dict[str, str], database_url: str
+) -> subprocess.Popen[bytes]:
+    """The Open311 gateway (gateway/app.py) on GATEWAY_PORT; CASE_GATEWAY_KEYS from the
+    environment, else one key for the demo's calling system, kept in the data directory."""
+    keys = os.environ.get("CASE_GATEWAY_KEYS") or (
+        f"{GATEWAY_SYSTEM}=" + secret(data / "gateway-key", lambda: secrets.token_urlsafe(32))
+    )
+    return start_child(
+        "gateway",
+        [sys.executable, "-m", "gateway", "--port", str(GATEWAY_PORT)],
+        {**crypto_env, "DATABASE_URL": database_url, "CASE_GATEWAY_KEYS": keys},
+        data,
+    )
+
+
+async def wait_for_port(port: int, proc: subprocess.Popen[bytes], name: str, log: Path) -> None:
+    for _ in range(120):
+        if proc.poll() is not None:
+            raise SystemExit(f"[make run] the {name} stopped; see {log}")
+        if not port_free(port):
+            return
+        await asyncio.sleep(0.25)
+    raise SystemExit(f"[make run] the {name} did not listen on port {port} within 30 s")
+
+
 def stop(proc: subprocess.Popen[bytes], name: str) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -265,6 +293,9 @@ async def main_async(data: Path) -> None:
         say(f"demo cases: {seeded.created} opened, {seeded.existing} already there")
         if seeded.agenda_triggered:
             say(f"talk-day agenda drawn up now: schedule {seeded.agenda_triggered} triggered")
+        gateway = start_gateway(data, crypto_env, database_url)
+        children.append(("Open311 gateway", gateway))
+        await wait_for_port(GATEWAY_PORT, gateway, "Open311 gateway", data / "gateway.log")
         print(
             f"""
   Temporal UI:  http://localhost:{UI_PORT}/namespaces/default/workflows
@@ -278,6 +309,8 @@ async def main_async(data: Path) -> None:
                 export TEMPORAL_CODEC_ENDPOINT=http://localhost:{CODEC_PORT}
                 export TEMPORAL_CODEC_AUTH="Bearer $(cat {data}/codec-token)"
   casectl:      .venv/bin/casectl list --flag red     (operators and auditors; see README)
+  Open311:      http://localhost:{GATEWAY_PORT}/services.json   (GeoReport v2; the API key of
+                {GATEWAY_SYSTEM} is in {data}/gateway-key)
   Stop:         {how_to_stop()}
                 (cases, timers and the database are kept in {data})
 """,

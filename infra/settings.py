@@ -15,11 +15,14 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from domain.errors import validation_message
+from domain.catalogue import ServiceCatalogue
+from domain.errors import DomainError, validation_message
+from domain.model import Source
 from domain.notifications import Webhooks
 from domain.policy import DEFAULT_POLICY, DeadlinePolicy
 from domain.talkdays import TalkDays
 from infra.calendars import with_library_calendar
+from infra.catalogue import BUILT_IN, load_catalogue
 from infra.crypto import Keyring
 from infra.sso import ALGORITHMS as SSO_ALGORITHMS
 
@@ -68,6 +71,29 @@ def _algorithms(value: Any) -> Any:
             f"{', '.join(unknown) or 'none given'}: not among {', '.join(sorted(SSO_ALGORITHMS))}"
         )
     return names
+# (calling system, its API key): the system is an OpenCase source
+GatewayKeys = tuple[tuple[Source, str], ...]
+
+
+def _gateway_keys(value: Any) -> Any:
+    """`hotline_12345=KEY,mini_program=KEY`: each key at least 24 characters, each system
+    and each key once."""
+    if not isinstance(value, str):
+        return value
+    pairs: list[tuple[Source, str]] = []
+    for item in value.split(","):
+        name, sep, key = item.strip().partition("=")
+        if not sep or name not in {s.value for s in Source}:
+            raise ValueError(
+                "each entry must be source=key with a source of "
+                + ", ".join(s.value for s in Source)
+            )
+        if len(key) < 24 or not key.isascii() or not key.isprintable():
+            raise ValueError(f"the key of {name} must be 24 or more printable ASCII characters")
+        pairs.append((Source(name), key))
+    if len({s for s, _ in pairs}) != len(pairs) or len({k for _, k in pairs}) != len(pairs):
+        raise ValueError("each source and each key may be named once")
+    return tuple(pairs)
 
 
 LogFormat = Literal["console", "json"]
@@ -156,6 +182,13 @@ class Settings(BaseSettings):
     notify_timeout: float = Field(10.0, gt=0, le=300, alias="CASE_NOTIFY_TIMEOUT")
     notify_poll: float = Field(1.0, gt=0, le=60, alias="CASE_NOTIFY_POLL")
     notify_batch: int = Field(100, ge=1, le=1000, alias="CASE_NOTIFY_BATCH")
+    # the service catalogue (JSON); the built-in domain/catalogue.json when unset
+    catalogue_file: File | None = Field(None, alias="CASE_CATALOGUE")
+    # the Open311 gateway: one API key per calling system, `source=key,source=key`
+    gateway_keys: Annotated[GatewayKeys, NoDecode, BeforeValidator(_gateway_keys)] = Field(
+        (), alias="CASE_GATEWAY_KEYS"
+    )
+    gateway_port: int = Field(8311, ge=1, le=65535, alias="CASE_GATEWAY_PORT")
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Settings:
@@ -211,6 +244,13 @@ class Settings(BaseSettings):
         if policy.calendar is None:
             policy = with_library_calendar(policy, today or date.today())
         return policy
+
+    def catalogue(self) -> ServiceCatalogue:
+        """The service catalogue: CASE_CATALOGUE's, or the built-in one."""
+        try:
+            return load_catalogue(self.catalogue_file or BUILT_IN)
+        except DomainError as exc:
+            raise SettingsError(f"CASE_CATALOGUE: {exc}") from None
 
     def talk_days(self) -> TalkDays:
         """The communities' talk days in CASE_TALK_DAYS (JSON, docs/talk-days.md); none

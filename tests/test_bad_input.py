@@ -423,6 +423,22 @@ async def test_client_refuses_bad_start_input_before_starting(
     await assert_nothing_started(dev_env, pool, f"case-{SOURCE}-{ref}")
 
 
+async def test_client_refuses_a_category_outside_the_service_catalogue(
+    dev_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    """A well-formed category that is no code of the catalogue (domain/catalogue.json):
+    refused with the field and where the codes are, before anything starts."""
+    recorder = _StartRecorder(dev_env.client)
+    client = CaseClient(recorder, task_queue)  # type: ignore[arg-type]
+    ref = fresh_ref()
+    with pytest.raises(DomainError) as refused:
+        await client.open_case(patched(base(ref), {"category": "potholes"}))
+    assert str(refused.value).startswith("category: not a service code of catalogue")
+    assert "casectl services" in str(refused.value) and "potholes" not in str(refused.value)
+    assert recorder.started == []
+    await assert_nothing_started(dev_env, pool, f"case-{SOURCE}-{ref}")
+
+
 @pytest.mark.parametrize("payload", START_NOT_AN_OBJECT)
 async def test_client_refuses_a_start_input_that_is_not_an_object(
     dev_env: WorkflowEnvironment, task_queue: str, payload: Any

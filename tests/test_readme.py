@@ -41,11 +41,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
-PORTS = (7233, 8233, 8081)  # the stack's Temporal, UI and codec server ports
+PORTS = (7233, 8233, 8081, 8311)  # the stack's Temporal, UI, codec server and gateway ports
 RUN = {"sh", "python"}
 KINDS = {"skip", "banner", "filters", "table"}
 # what the README's own commands write in the directory they run in
-WRITTEN = {".data", "audit", "s01.html", "s01.csv", "s01.json"}
+WRITTEN = {".data", "audit", "s01.html", "s01.csv", "s01.json", "disclosure.html"}
 
 _MARKER = re.compile(r"^<!-- readme-test: (\w+)(?: \((.+)\))? -->$")
 _FENCE = re.compile(r"^```(\S*)$")

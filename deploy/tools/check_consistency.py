@@ -98,7 +98,7 @@ def main() -> int:
     known = set(re.findall(r'alias="([A-Z][A-Z0-9_]+)"', settings))
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     used: dict[str, set[str]] = {}
-    for svc in ("worker", "codec"):
+    for svc in ("worker", "codec", "gateway"):
         used[f"compose {svc}"] = set(compose["services"][svc]["environment"])
     k8s = {p.name: load_all(p) for p in sorted((DEPLOY / "k8s").glob("*.yaml"))}
     for name, docs in k8s.items():
@@ -185,6 +185,13 @@ def main() -> int:
         codec_cmd == compose["services"]["codec"]["command"]
         and codec_cmd[codec_cmd.index("--host") + 1] == "0.0.0.0",
         "codec command agrees and binds 0.0.0.0 (the program defaults to 127.0.0.1)",
+    )
+    gateway = next(d for d in k8s["gateway-deployment.yaml"] if d["kind"] == "Deployment")
+    gateway_cmd = gateway["spec"]["template"]["spec"]["containers"][0]["command"]
+    check(
+        gateway_cmd == compose["services"]["gateway"]["command"]
+        and gateway_cmd[gateway_cmd.index("--host") + 1] == "0.0.0.0",
+        "gateway command agrees and binds 0.0.0.0 (the program defaults to 127.0.0.1)",
     )
     check("caseloop-healthcheck" in dockerfile, "the image installs caseloop-healthcheck")
     tags = {
