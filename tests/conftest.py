@@ -25,6 +25,7 @@ from activities.db import create_pool, migrate
 from caseloop.client import CaseClient, Opened
 from domain.policy import DeadlinePolicy
 from support import BIN, CONVERTER, KEYRING, POLICY
+from webhooks import Receiver
 from worker import build_worker, register_search_attributes
 
 if "XDG_RUNTIME_DIR" not in os.environ:  # embedded PostgreSQL asks for one
@@ -114,3 +115,12 @@ async def ts_client(ts_env: WorkflowEnvironment, task_queue: str) -> AsyncIterat
     for case_id in client.opened:
         with contextlib.suppress(RPCError):  # NOT_FOUND: it is closed already
             await ts_env.client.get_workflow_handle(case_id).terminate("test finished")
+
+
+@pytest_asyncio.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """A source system's webhook (tests/webhooks.py), started by the test when it wants."""
+    r = Receiver()
+    yield r
+    r.release.set()
+    await r.stop()

@@ -26,7 +26,9 @@ from caseloop.client import CaseClient
 from domain.model import Source
 from gateway.app import MAX_BODY, Gateway, build_app
 from infra.catalogue import load_catalogue
+from notifier.delivery import Notifier
 from support import COMMUNITY, DISTRICT, GRID, LIFECYCLE, STREET
+from webhooks import FAST, Receiver, hooks
 
 KEYS = ((Source.HOTLINE_12345, "hotline-key-0123456789abcdef"), (Source.VISIT, "visit-key-" * 3))
 ZONE = ZoneInfo("Asia/Shanghai")
@@ -97,8 +99,8 @@ def fields(ticket: str, **changes: str) -> dict[str, str]:
     }
 
 
-async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    for _ in range(200):
+async def until(check: Callable[[], Awaitable[bool]], what: str, within: float = 10) -> None:
+    for _ in range(int(within / 0.05)):
         if await check():
             return
         await asyncio.sleep(0.05)
@@ -110,7 +112,25 @@ def no_personal_data(text: str) -> None:
         assert personal not in text
 
 
-async def test_a_case_opened_through_open311_is_followed_to_its_closure(served: Served) -> None:
+async def test_a_case_opened_through_open311_is_followed_to_its_closure(
+    served: Served, receiver: Receiver
+) -> None:
+    """The whole path of a report from another system: opened through the gateway, a
+    workflow the Temporal UI lists (its search attributes), its status read back through
+    the gateway after every step, and each change its source should hear of delivered to
+    the source's webhook by the notifier, signed and in order."""
+    await receiver.start()
+    stop = asyncio.Event()
+    async with Notifier(served.pool, hooks(receiver.url), FAST) as notifier:
+        delivering = asyncio.create_task(notifier.run(stop, poll=0.05))
+        try:
+            await follow_a_case_to_its_closure(served, receiver)
+        finally:
+            stop.set()
+            await delivering
+
+
+async def follow_a_case_to_its_closure(served: Served, receiver: Receiver) -> None:
     listed = await asyncio.to_thread(served.open311.get_service_list)
     assert {s["service_code"] for s in listed} >= {"public_lighting", "water_supply"}
     definition = await asyncio.to_thread(served.open311.get_service_definition, "public_lighting")
@@ -130,9 +150,19 @@ async def test_a_case_opened_through_open311_is_followed_to_its_closure(served: 
         return bool(await served.pool.fetchval("SELECT 1 FROM cases WHERE case_id = $1", case_id))
 
     await until(opened, "the case is in the read model")
-    # it is a workflow on Temporal, as any case opened through the client
+    # it is a workflow on Temporal, as any case opened through the client, and the UI's
+    # list finds it by its search attributes
     described = await served.client.client.get_workflow_handle(case_id).describe()
     assert described.workflow_type == "CaseWorkflow"
+    query = (
+        f"WorkflowId = '{case_id}' AND CaseOrgs = '{COMMUNITY}' "
+        "AND CaseCategory = 'public_lighting' AND CaseSource = 'hotline_12345'"
+    )
+
+    async def listed_in_the_ui() -> bool:
+        return [w.id async for w in served.client.client.list_workflows(query)] == [case_id]
+
+    await until(listed_in_the_ui, "the Temporal UI's list shows the case")
 
     seen = [await served.request(case_id)]
     for name, payload in LIFECYCLE:
@@ -188,6 +218,22 @@ async def test_a_case_opened_through_open311_is_followed_to_its_closure(served: 
     ):
         assert response.status_code in (200, 201)
         no_personal_data(response.text)
+
+    # the hotline heard of each change, in order, signed, and of nothing personal
+    async def told_of_the_archive() -> bool:
+        return any(
+            a.case_id == case_id and a.payload["kind"] == "archived" for a in receiver.arrivals
+        )
+
+    # (the notifier serves the whole suite's outbox: other tests' cases are delivered too)
+    await until(told_of_the_archive, "the hotline hears that the case is archived", within=90)
+    heard = [a for a in receiver.arrivals if a.case_id == case_id]
+    assert [a.payload["kind"] for a in heard] == ["accepted", "dispatched", "resolved", "archived"]
+    assert all(a.signed and a.payload["source"] == "hotline_12345" for a in heard)
+    assert [a.seq for a in heard] == sorted(a.seq for a in heard)
+    assert heard[-1].payload["status"] == "closed"
+    for a in heard:
+        no_personal_data(a.body)
 
 
 async def test_requests_are_read_from_the_read_model(served: Served) -> None:
