@@ -28,6 +28,7 @@ from rich.table import Table
 
 from activities import reports
 from casectl.common import CannotRun, database, run, settings
+from domain.formulas import FORMULAS, LATEST, RateFormula, formula_named
 from domain.ranking import (
     CURRENT_FORMULA,
     Banner,
@@ -82,6 +83,14 @@ def report() -> None:
     is_flag=True,
     help="count from the ledger's rows, not the monthly summary (an audit; slower)",
 )
+@click.option(
+    "--formula",
+    "formula_text",
+    default=CURRENT_FORMULA.version,
+    show_default=True,
+    help="the formula, by version or name (latest version): "
+    + ", ".join([*FORMULAS, *LATEST]),
+)
 @click.option("--csv", "csv_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path))
@@ -91,17 +100,29 @@ def monthly(
     org: str | None,
     months: int,
     from_ledger: bool,
+    formula_text: str,
     csv_file: Path | None,
     json_file: Path | None,
     html_file: Path | None,
 ) -> None:
-    """Rank the units of a level for a month: cases received, completed (on time),
-    escalated, reopened, returned, satisfaction, time to resolve, red cases; the red
-    flag (红旗, commended) and the yellow flag (黄旗, warned) by the current formula."""
+    """Rank the units of a level for a month by a formula: flags-2026.1 (received,
+    completed on time, escalated, reopened, returned, satisfaction, red cases), the
+    红黄旗竞赛 contest (received, completed, satisfaction of the month's cohort) or
+    Beijing 12345's three rates (response, resolution, satisfaction); the red flag
+    (红旗, commended) and the yellow flag (黄旗, warned)."""
     try:
         parse_month(month)
     except ValueError as exc:
         raise CannotRun(f"--month: {exc}") from None
+    try:
+        chosen = formula_named(formula_text)
+    except ValueError as exc:
+        raise CannotRun(f"--formula: {exc}") from None
+    if isinstance(chosen, RateFormula):
+        from casectl.rates import cohort_report  # it renders with this module's helpers
+
+        cohort_report(chosen, month, RankLevel(level), org, months, csv_file, json_file, html_file)
+        return
     s = settings()
     try:
         timezone = s.policy().timezone
@@ -314,7 +335,10 @@ def print_table(result: MonthlyReport) -> None:
     red = sum(r.banner is Banner.RED for r in result.units)
     yellow = sum(r.banner is Banner.YELLOW for r in result.units)
     out.print(f"{len(result.units)} {_PLURAL[result.level]}: {red} 红旗, {yellow} 黄旗")
-    out.print(f"counted from {_SOURCES[result.counted_from]}; formula {result.formula.version}:")
+    out.print(
+        f"counted from {_SOURCES[result.counted_from]}; formula flags, version "
+        f"{result.formula.version}:"
+    )
     for rule in result.rules:
         out.print(f"  - {rule}")
 
