@@ -41,15 +41,24 @@ class RateColumn:
     shown: Callable[[RatedUnit], str] | None = None
     left: bool = False
     wrap: bool = False
+    html_only: bool = False  # the HTML page shows it, the terminal table does not
 
     def text(self, r: RatedUnit) -> str:
         """The cell shown in the table and on the page."""
         return self.shown(r) if self.shown is not None else ""
 
 
+# the counts the terminal leaves to the CSV and the page (a table that fits 200 columns)
+_WIDE = {"merged", "withdrawn", "contacted", "returns_approved"}
+
+
 def _count(name: str, header: str | None = None) -> RateColumn:
     return RateColumn(
-        name, header, lambda r, _: getattr(r.unit, name), lambda r: str(getattr(r.unit, name))
+        name,
+        header,
+        lambda r, _: getattr(r.unit, name),
+        lambda r: str(getattr(r.unit, name)),
+        html_only=name in _WIDE,
     )
 
 
@@ -74,7 +83,12 @@ def columns(formula: RateFormula) -> list[RateColumn]:
         RateColumn("month", None, lambda _, rep: rep.month),
         RateColumn("level", None, lambda _, rep: rep.level.value),
         RateColumn(
-            "parent_id", "parent", lambda r, _: r.parent_id, lambda r: r.parent_id, left=True
+            "parent_id",
+            "parent",
+            lambda r, _: r.parent_id,
+            lambda r: r.parent_id,
+            left=True,
+            html_only=True,
         ),
         RateColumn("org_id", "unit", lambda r, _: r.org_id, lambda r: r.org_id, left=True),
         *(
@@ -211,7 +225,7 @@ def print_rates(result: RatesReport) -> None:
         box=box.SIMPLE_HEAD,
         pad_edge=False,
     )
-    shown = [c for c in columns(f) if c.header]
+    shown = [c for c in columns(f) if c.header and not c.html_only]
     for c in shown:
         justify: JustifyMethod = "left" if c.left else "right"
         table.add_column(c.header or "", justify=justify, no_wrap=not c.wrap)

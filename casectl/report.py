@@ -121,6 +121,12 @@ def monthly(
     if isinstance(chosen, RateFormula):
         from casectl.rates import cohort_report  # it renders with this module's helpers
 
+        if from_ledger:
+            err.print(
+                f"note: {chosen.version} always counts from cases, ledger and case_events "
+                "(it has no summary): --from-ledger changes nothing"
+            )
+
         cohort_report(chosen, month, RankLevel(level), org, months, csv_file, json_file, html_file)
         return
     s = settings()
