@@ -28,7 +28,16 @@ from rich.table import Table
 
 from activities import reports
 from casectl.common import CannotRun, database, run, settings
-from domain.formulas import FORMULAS, LATEST, RateFormula, formula_named
+from domain.formulas import (
+    FORMULAS,
+    LATEST,
+    RATE_FORMULAS,
+    RatedUnit,
+    RateFormula,
+    assess_rates,
+    formula_named,
+    within_rated,
+)
 from domain.ranking import (
     CURRENT_FORMULA,
     Banner,
@@ -150,7 +159,13 @@ def monthly(
         finally:
             await pool.close()
 
+    cohorts: list[CohortTable] = []
+
     async def _report(pool: asyncpg.Pool) -> MonthlyReport:
+        if html_file is not None:  # the page shows the cohort formulas' rates beside
+            for f in RATE_FORMULAS:
+                measured = await reports.cohort_measures(pool, rank_level, month, timezone, f)
+                cohorts.append(cohort_table(f, within_rated(assess_rates(measured, f), org)))
         source = await reports.choose_source(pool, timezone, from_ledger)
         if source == "ledger" and not from_ledger:
             zone = await reports.summary_timezone(pool)
@@ -194,7 +209,7 @@ def monthly(
     for path, render, option in (
         (csv_file, to_csv, "--csv"),
         (json_file, to_json, "--json"),
-        (html_file, to_html, "--html"),
+        (html_file, lambda r: to_html(r, cohorts), "--html"),
     ):
         if path is None:
             continue
@@ -533,7 +548,31 @@ def ranking_chart(units: Sequence[Ranked]) -> Chart:
     return c
 
 
-def to_html(result: MonthlyReport) -> str:
+class CohortTable(NamedTuple):
+    """A cohort formula's month on the flags page: its name, version, rate labels, and
+    per unit its id, flag (class, label) and cells (each rate with its counts, then the score)."""
+
+    name: str
+    version: str
+    labels: list[str]
+    rows: list[tuple[str, str, str, list[str]]]
+
+
+def cohort_table(formula: RateFormula, units: Sequence[RatedUnit]) -> CohortTable:
+    rows = []
+    for r in units:
+        cells = []
+        for rate in formula.rates:
+            value = r.rates[rate.key]
+            num, den = getattr(r.unit, rate.numerator), getattr(r.unit, rate.denominator)
+            cells.append(f"{pct(None if value is None else float(value))} ({num}/{den})")
+        cells.append("–" if r.score is None else str(r.score))
+        flag = (r.banner.value, r.banner.label) if r.banner else ("", "")
+        rows.append((r.org_id, *flag, cells))
+    return CohortTable(formula.name, formula.version, [x.label for x in formula.rates], rows)
+
+
+def to_html(result: MonthlyReport, cohorts: Sequence[CohortTable] = ()) -> str:
     f = result.formula
     units = result.units
 
@@ -570,4 +609,5 @@ def to_html(result: MonthlyReport) -> str:
         more=len(units) - MAX_BARS,
         columns=[c for c in COLUMNS if c.header],
         thresholds=f.model_dump(mode="json"),
+        cohorts=cohorts,
     )

@@ -478,5 +478,15 @@ async def test_cohort_report_html_and_bad_formula(
     assert "2032-04" in html and "2032-05" in html
     assert html.count(o.community(1)) >= 2 and html.count(o.community(2)) >= 2
     assert "2 communities: 1 红旗, 1 黄旗" in out, out
+    # the flags page (the default formula) shows both cohort formulas' rates beside
+    flags_page = tmp_path / "flags.html"
+    by_default = ("report", "monthly", "--month", MONTH, "--org", o.street())
+    code, out, err = await casectl(cli_env, *by_default, "--html", str(flags_page))
+    assert code == 0, err
+    flags_html = flags_page.read_text(encoding="utf-8")
+    for version in ("flags-2026.1", "contest-2026.1", "beijing-12345-2026.1"):
+        assert version in flags_html
+    # community 1: five of five completed and satisfied; community 2: none completed
+    assert "100.0% (5/5)" in flags_html and "0.0% (0/5)" in flags_html
     bad = await casectl(cli_env, "report", "monthly", "--month", MONTH, "--formula", "nope")
     assert bad[0] == 2 and "--formula" in bad[2] and "contest-2026.1" in bad[2]
