@@ -42,8 +42,11 @@ from domain.model import Satisfaction
 from domain.policy import DeadlinePolicy
 from domain.ranking import RankLevel, month_bounds
 from domain.state import CaseState, record
-from support import KEYRING, POLICY, actor, casectl, report
+from support import KEYRING, POLICY, actor, casectl, lifecycle_batches, report
 
+MIGRATION_007 = (
+    Path(__file__).resolve().parents[1] / "activities/migrations/007_cohort_rankings.sql"
+).read_text(encoding="utf-8")
 MONTH = "2032-05"  # far from the dates other tests write
 TZ = "Asia/Shanghai"
 
@@ -490,3 +493,65 @@ async def test_cohort_report_html_and_bad_formula(
     assert "100.0% (5/5)" in flags_html and "0.0% (0/5)" in flags_html
     bad = await casectl(cli_env, "report", "monthly", "--month", MONTH, "--formula", "nope")
     assert bad[0] == 2 and "--formula" in bad[2] and "contest-2026.1" in bad[2]
+
+
+async def test_first_contact_follows_a_superseded_claim(pool: asyncpg.Pool) -> None:
+    """The claim's workflow task was lost after its local activity wrote it: the retried
+    task claims again an hour later, and the first contact is the claim that stands."""
+    batches = lifecycle_batches()  # open, dispatch, claim, check in, …
+    case_id = batches[0].case_id
+    claim = batches[2]
+    assert claim.events[0].type == "case_claimed"
+
+    def decided(batch: EventBatch, decided_in: int, hours: int = 0) -> EventBatch:
+        shift = timedelta(hours=hours)
+        events = [e.model_copy(update={"occurred_at": e.occurred_at + shift}) for e in batch.events]
+        return batch.model_copy(update={"events": events, "decided_in": decided_in})
+
+    async def first_contact() -> datetime | None:
+        at_: datetime | None = await pool.fetchval(
+            "SELECT first_contact_at FROM cases WHERE case_id = $1", case_id
+        )
+        return at_
+
+    await append(pool, decided(batches[0], 3))
+    await append(pool, decided(batches[1], 5))
+    assert await first_contact() is None
+    await append(pool, decided(claim, 9))  # the lost task's claim
+    assert await first_contact() == claim.events[0].occurred_at
+    await append(pool, decided(claim, 14, hours=1))
+    assert await first_contact() == claim.events[0].occurred_at + timedelta(hours=1)
+    # a later check-in leaves the first contact as it is
+    await append(pool, decided(batches[3], 20, hours=2))
+    assert await first_contact() == claim.events[0].occurred_at + timedelta(hours=1)
+
+
+async def test_rows_older_than_migration_007_get_their_first_contact_from_events(
+    pool: asyncpg.Pool,
+) -> None:
+    """Migration 007 fills first_contact_at of the rows already there from their events
+    (the first claim or check-in); a case with neither keeps NULL. Run here on rows
+    written without it, in a transaction rolled back (the database is shared)."""
+    backfill = MIGRATION_007.split("ADD COLUMN first_contact_at timestamptz;\n")[2]
+    claimed = await story(pool, Orgs().location(1), at("05-10T09:00"))
+    await claimed.do("claim", {"actor": claimed.worker}, at("05-10T11:00"))
+    await claimed.do("check_in", {"actor": claimed.worker}, at("05-10T11:30"))
+    silent = await story(pool, Orgs().location(1), at("05-10T09:00"))
+    ids = [claimed.case_id, silent.case_id]
+    async with pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        try:
+            await conn.execute(
+                "UPDATE cases SET first_contact_at = NULL WHERE case_id = ANY($1::text[])", ids
+            )
+            await conn.execute(backfill)
+            got = await conn.fetch(
+                "SELECT case_id, first_contact_at FROM cases WHERE case_id = ANY($1::text[])", ids
+            )
+        finally:
+            await tx.rollback()
+    assert {r["case_id"]: r["first_contact_at"] for r in got} == {
+        claimed.case_id: at("05-10T11:00"),
+        silent.case_id: None,
+    }
