@@ -272,7 +272,10 @@ def cohort_sql(level: RankLevel) -> str:
                    count(*) FILTER (WHERE l.outcome = 'completed'
                                       AND l.satisfaction = ANY($4::text[])) AS satisfied
             FROM cases AS c
+            -- the ledger row has the case's opened_at: its range scan (ledger_opened,
+            -- migration 007), not the whole ledger
             LEFT JOIN ledger AS l ON l.case_id = c.case_id AND l.archived_at < $2
+                AND l.opened_at >= $1 AND l.opened_at < $2
             CROSS JOIN LATERAL (
                 SELECT l.outcome IS NULL OR l.outcome NOT IN ('merged', 'withdrawn') AS kept
             ) AS k

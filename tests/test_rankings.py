@@ -532,7 +532,8 @@ async def test_rows_older_than_migration_007_get_their_first_contact_from_events
     """Migration 007 fills first_contact_at of the rows already there from their events
     (the first claim or check-in); a case with neither keeps NULL. Run here on rows
     written without it, in a transaction rolled back (the database is shared)."""
-    backfill = MIGRATION_007.split("ADD COLUMN first_contact_at timestamptz;\n")[2]
+    after_columns = MIGRATION_007.split("ADD COLUMN first_contact_at timestamptz;\n")[2]
+    backfill = after_columns.split("\n-- The cohort of a month")[0]
     claimed = await story(pool, Orgs().location(1), at("05-10T09:00"))
     await claimed.do("claim", {"actor": claimed.worker}, at("05-10T11:00"))
     await claimed.do("check_in", {"actor": claimed.worker}, at("05-10T11:30"))

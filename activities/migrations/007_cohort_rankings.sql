@@ -134,3 +134,8 @@ WHERE c.case_id = f.case_id;
 UPDATE ledger AS l SET first_contact_at = c.first_contact_at FROM cases AS c
 WHERE l.case_id = c.case_id AND c.first_contact_at IS NOT NULL;
 
+
+-- The cohort of a month (activities/reports.py, cohort_sql): its archived cases' outcome
+-- and satisfaction by a range scan of the ledger on the time they were opened.
+CREATE INDEX ledger_opened ON ledger (opened_at)
+    INCLUDE (case_id, archived_at, outcome, satisfaction);
