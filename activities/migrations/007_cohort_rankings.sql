@@ -135,7 +135,11 @@ UPDATE ledger AS l SET first_contact_at = c.first_contact_at FROM cases AS c
 WHERE l.case_id = c.case_id AND c.first_contact_at IS NOT NULL;
 
 
--- The cohort of a month (activities/reports.py, cohort_sql): its archived cases' outcome
--- and satisfaction by a range scan of the ledger on the time they were opened.
+-- The cohort of a month (activities/reports.py, cohort_sql) in two index range scans on
+-- the time its cases were opened: `cases` (with the first contact; replaces cases_opened
+-- of migration 002, a prefix of it) and the ledger (outcome and satisfaction).
+CREATE INDEX cases_opened_cohort ON cases (opened_at)
+    INCLUDE (district_id, street_id, community_id, grid_id, case_id, first_contact_at);
+DROP INDEX cases_opened;
 CREATE INDEX ledger_opened ON ledger (opened_at)
     INCLUDE (case_id, archived_at, outcome, satisfaction);
