@@ -327,6 +327,7 @@ COLUMNS: tuple[Column, ...] = (
         left=True,
     ),
     Column("reasons", "why", lambda r, _: "; ".join(r.reasons), left=True, wrap=True),
+    Column("formula_name", None, lambda _, result: result.formula_name),
     Column("formula_version", None, lambda _, result: result.formula.version),
     Column("formula", None, lambda _, result: _formula_text(result)),
 )

@@ -432,6 +432,7 @@ class MonthlyReport(Frozen):
     period_start: datetime
     period_end: datetime
     formula: FlagFormula
+    formula_name: str = "flags"  # its name (domain/formulas.py), the version in `formula`
     rules: list[str]
     units: list[Ranked]
     trend: list[TrendPoint]  # the scope's months, oldest first, this month last

@@ -418,6 +418,8 @@ def cli_env(pg_url: str, tmp_path: Path) -> dict[str, str]:
         "DATABASE_URL": pg_url,
         "CASELOOP_DATA": str(empty),
         "COLUMNS": "250",
+        # this checkout's modules, whichever checkout the installed casectl came from
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
     }
 
 
@@ -480,10 +482,12 @@ async def test_casectl_report_monthly_writes_table_csv_json_and_html(
         (c2, "2", "yellow"),
     ]
     assert rows[0]["formula_version"] == "flags-2026.1" and "red_on_time=0.95" in rows[0]["formula"]
+    assert rows[0]["formula_name"] == "flags"
     assert rows[1]["on_time_rate"] == "0.5" and rows[1]["completed"] == "6"
 
     data = json.loads(files["json"].read_text(encoding="utf-8"))
     assert data["formula"]["version"] == "flags-2026.1" and data["formula"]["min_completed"] == 5
+    assert data["formula_name"] == "flags"
     assert data["timezone"] == TZ and data["scope_level"] == "street"
     assert data["period_start"] == "2031-03-01T00:00:00+08:00"
     assert [u["banner"] for u in data["units"]] == ["red", "yellow"]
