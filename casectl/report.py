@@ -35,12 +35,14 @@ from domain.formulas import (
     RatedUnit,
     RateFormula,
     assess_rates,
+    formula_from_json,
     formula_named,
     within_rated,
 )
 from domain.ranking import (
     CURRENT_FORMULA,
     Banner,
+    FlagFormula,
     MonthlyReport,
     Ranked,
     RankLevel,
@@ -97,7 +99,8 @@ def report() -> None:
     "formula_text",
     default=CURRENT_FORMULA.version,
     show_default=True,
-    help="the formula, by version or name (latest version): "
+    help="the formula, by version, by name (latest version) or a JSON file of a cohort "
+    "formula (docs/rankings.md): "
     + ", ".join([*FORMULAS, *LATEST]),
 )
 @click.option("--csv", "csv_file", type=click.Path(dir_okay=False, path_type=Path))
@@ -124,7 +127,14 @@ def monthly(
     except ValueError as exc:
         raise CannotRun(f"--month: {exc}") from None
     try:
-        chosen = formula_named(formula_text)
+        if formula_text.endswith(".json"):  # a cohort formula kept as data
+            chosen: FlagFormula | RateFormula = formula_from_json(
+                Path(formula_text).read_text(encoding="utf-8")
+            )
+        else:
+            chosen = formula_named(formula_text)
+    except OSError as exc:
+        raise CannotRun(f"--formula: cannot read {formula_text}: {exc.strerror or exc}") from None
     except ValueError as exc:
         raise CannotRun(f"--formula: {exc}") from None
     if isinstance(chosen, RateFormula):

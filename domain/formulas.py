@@ -24,6 +24,7 @@ Pure: no I/O, no clock. The counts come from `cases`, `ledger` and `case_events`
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
@@ -31,8 +32,9 @@ from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from fractions import Fraction
 
-from pydantic import Field, computed_field
+from pydantic import Field, ValidationError, computed_field, model_validator
 
+from domain.errors import validation_message
 from domain.model import Frozen, Level, Loop, Satisfaction
 from domain.ranking import FLAGS_2026_1, Banner, FlagFormula, Number, RankLevel
 
@@ -185,7 +187,8 @@ class Rate(Frozen):
 
 
 class RateFormula(Frozen):
-    """A named, versioned cohort formula."""
+    """A named, versioned cohort formula (a built-in one below, or one read from JSON by
+    `formula_from_json`)."""
 
     name: str  # contest, beijing-12345
     version: str  # contest-2026.1: the name and the version of its numbers
@@ -197,6 +200,27 @@ class RateFormula(Frozen):
     # received cases (with the first rate's minimum of received cases)
     yellow_breach_share: Number
     red_share: Number  # 红旗: at most this share of the ranked peers (at least one)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RateFormula:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", self.name):
+            raise ValueError("name: lower-case letters, digits and dashes")
+        if not self.version.startswith(f"{self.name}-"):
+            raise ValueError(f"version: must start with the name, e.g. {self.name}-2026.1")
+        if not self.rates:
+            raise ValueError("rates: at least one")
+        keys = [r.key for r in self.rates]
+        if len(set(keys)) != len(keys):
+            raise ValueError("rates: each key once")
+        for r in self.rates:
+            for side in (r.numerator, r.denominator):
+                if side not in COUNT_NAMES:
+                    raise ValueError(
+                        f"rates.{r.key}: {side!r} is not a count; counts: {', '.join(COUNT_NAMES)}"
+                    )
+        if sum(r.weight for r in self.rates) != 100:
+            raise ValueError("rates: the weights add up to 100")
+        return self
 
     def rules(self) -> list[str]:
         """The formula in words, as printed on every report."""
@@ -346,6 +370,23 @@ def formula_named(text: str) -> FlagFormula | RateFormula:
         known = ", ".join([*FORMULAS, *LATEST])
         raise ValueError(f"unknown formula {text!r}; known: {known}")
     return found
+
+
+def formula_from_json(text: str) -> RateFormula:
+    """A cohort formula kept as data (a JSON document of RateFormula's fields); ValueError
+    naming the field. A built-in version with other numbers is refused: a change of any
+    number is a new version."""
+    try:
+        formula = RateFormula.model_validate_json(text)
+    except ValidationError as exc:
+        raise ValueError(validation_message("formula", exc)) from None
+    known = FORMULAS.get(formula.version)
+    if known is not None and known != formula:
+        raise ValueError(
+            f"formula: version {formula.version} is built in with other numbers; "
+            "a change of any number is a new version"
+        )
+    return formula
 
 
 def formula_name(f: FlagFormula | RateFormula) -> str:

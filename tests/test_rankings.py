@@ -491,6 +491,15 @@ async def test_cohort_report_html_and_bad_formula(
         assert version in flags_html
     # community 1: five of five completed and satisfied; community 2: none completed
     assert "100.0% (5/5)" in flags_html and "0.0% (0/5)" in flags_html
+    # a formula kept as data: a file, its version printed
+    mine = CONTEST_2026_1.model_dump(mode="json") | {"version": "contest-2099.1"}
+    formula_file = tmp_path / "contest-2099.1.json"
+    formula_file.write_text(json.dumps(mine), encoding="utf-8")
+    code, out, err = await casectl(cli_env, *by_default, "--formula", str(formula_file))
+    assert code == 0 and "formula contest, version contest-2099.1" in out, err
+    formula_file.write_text(json.dumps(mine | {"response_hours": 0}), encoding="utf-8")
+    code, _, err = await casectl(cli_env, *by_default, "--formula", str(formula_file))
+    assert code == 2 and "--formula" in err and "response_hours" in err
     bad = await casectl(cli_env, "report", "monthly", "--month", MONTH, "--formula", "nope")
     assert bad[0] == 2 and "--formula" in bad[2] and "contest-2026.1" in bad[2]
 

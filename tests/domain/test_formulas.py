@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -16,6 +17,7 @@ from domain.formulas import (
     Holder,
     assess_rates,
     counts_against,
+    formula_from_json,
     formula_name,
     formula_named,
     holder,
@@ -130,3 +132,29 @@ def test_rules_name_the_counts_and_the_cohort(formula: Any) -> None:
     for rate in formula.rates:
         assert f"{rate.numerator} / {rate.denominator}" in text
     assert sum(r.weight for r in formula.rates) == 100
+
+
+def test_a_formula_kept_as_data() -> None:
+    data = CONTEST_2026_1.model_dump(mode="json")
+    data["version"] = "contest-2027.1"
+    data["rates"][0]["weight"], data["rates"][1]["weight"] = 40, 60
+    mine = formula_from_json(json.dumps(data))
+    assert mine.version == "contest-2027.1" and [r.weight for r in mine.rates] == [40, 60]
+    # a built-in version with other numbers: a change is a new version
+    data["version"] = "contest-2026.1"
+    with pytest.raises(ValueError, match="built in with other numbers"):
+        formula_from_json(json.dumps(data))
+    # the fields are checked, each error naming its field
+    for change, message in (
+        ({"version": "other-2027.1"}, "version: must start with the name"),
+        ({"rates": []}, "at least one"),
+        ({"response_hours": 0}, "response_hours"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            formula_from_json(json.dumps(data | {"version": "contest-2027.2"} | change))
+    bad_count = json.loads(json.dumps(data))
+    bad_count["version"] = "contest-2027.3"
+    bad_count["rates"][0]["numerator"] = "happy"
+    with pytest.raises(ValueError, match="'happy' is not a count"):
+        formula_from_json(json.dumps(bad_count))
+    assert formula_from_json(CONTEST_2026_1.model_dump_json()) == CONTEST_2026_1
