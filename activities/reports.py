@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import asyncpg
 
+from domain.formulas import SATISFIED, CohortCounts, CohortMeasures, RateFormula
 from domain.ranking import RankLevel, TrendPoint, UnitMeasures, month_bounds, months_back
 
 Source = Literal["summary", "ledger"]
@@ -65,7 +66,7 @@ _LEDGER_MEASURES = """
     count(*) FILTER (WHERE reopen_count > 0) AS reopened,
     count(*) FILTER (WHERE return_count > 0) AS returned,
     count(satisfaction) AS rated,
-    count(*) FILTER (WHERE satisfaction IN ('satisfied', 'very_satisfied')) AS satisfied,
+    count(*) FILTER (WHERE report_satisfied(satisfaction)) AS satisfied,
     count(resolved_at) FILTER (WHERE outcome = 'completed') AS resolved,
     coalesce(sum(round(extract(epoch FROM resolved_at - opened_at)))
              FILTER (WHERE outcome = 'completed'), 0)::bigint AS resolve_seconds"""
@@ -219,3 +220,116 @@ async def trend(
         counts = {k: v for k, v in dict(row).items() if k != "month"} if row else {}
         points.append(TrendPoint(month=name, **counts))
     return points
+
+
+# ---------------------------------------------------------------------------- cohorts
+# The cohort formulas (domain/formulas.py): the cases opened in the month as they stand at
+# its end, from `cases` and `ledger`; breaches, returns and urgings from `case_events`,
+# each counted against the unit that held the case.
+
+# The events counted against the unit that held the case (domain.formulas.holder).
+ATTRIBUTED = (
+    "deadline_breached",
+    "case_escalated",
+    "return_requested",
+    "return_reviewed",
+    "case_urged",
+)
+# The depth of the unit holding the case, from the level and loop (domain.formulas.holder:
+# grid 0, community 1, street 2, district 3; a test keeps the two equal).
+_DEPTH = """
+    CASE WHEN loop IN ('micro_grid', 'grid') THEN 0
+         WHEN loop = 'street' THEN 2
+         WHEN loop = 'district' THEN 3
+         WHEN level = 'community' THEN 1
+         WHEN level = 'street' THEN 2
+         WHEN level = 'district' THEN 3 END"""
+_DEPTHS = {RankLevel.GRID: 0, RankLevel.COMMUNITY: 1, RankLevel.STREET: 2}
+COHORT_COUNTS = tuple(CohortCounts.model_fields)
+
+
+def cohort_sql(level: RankLevel) -> str:
+    """The one query of a month's cohort and attributed events at `level`: $1, $2 the
+    month's bounds, $3 the response time in seconds, $4 the satisfied values, $5 the
+    deepest holder counted (the level's depth)."""
+    keys = _KEYS[level]
+    cols = ", ".join(keys)
+    c_cols = ", ".join(f"c.{k}" for k in keys)
+    counts = ", ".join(f"coalesce({name}, 0)::bigint AS {name}" for name in COHORT_COUNTS)
+    return f"""
+        WITH cohort AS (
+            SELECT {c_cols},
+                   count(*) AS opened,
+                   count(*) FILTER (WHERE l.outcome = 'merged') AS merged,
+                   count(*) FILTER (WHERE l.outcome = 'withdrawn') AS withdrawn,
+                   count(*) FILTER (WHERE kept) AS received,
+                   count(*) FILTER (WHERE kept AND c.first_contact_at < $2) AS contacted,
+                   count(*) FILTER (WHERE kept AND c.first_contact_at < $2
+                       AND c.first_contact_at <= c.opened_at + make_interval(secs => $3))
+                       AS responded,
+                   count(*) FILTER (WHERE l.outcome = 'completed') AS completed,
+                   count(l.satisfaction) FILTER (WHERE l.outcome = 'completed') AS rated,
+                   count(*) FILTER (WHERE l.outcome = 'completed'
+                                      AND l.satisfaction = ANY($4::text[])) AS satisfied
+            FROM cases AS c
+            -- the ledger row has the case's opened_at: its range scan (ledger_opened,
+            -- migration 007), not the whole ledger
+            LEFT JOIN ledger AS l ON l.case_id = c.case_id AND l.archived_at < $2
+                AND l.opened_at >= $1 AND l.opened_at < $2
+            CROSS JOIN LATERAL (
+                SELECT l.outcome IS NULL OR l.outcome NOT IN ('merged', 'withdrawn') AS kept
+            ) AS k
+            WHERE c.opened_at >= $1 AND c.opened_at < $2
+            GROUP BY {c_cols}
+        ), happened AS (
+            SELECT e.case_id, e.type,
+                   CASE e.type WHEN 'case_escalated' THEN e.payload ->> 'from_level'
+                               WHEN 'return_reviewed' THEN asked.payload ->> 'level'
+                               ELSE e.payload ->> 'level' END AS level,
+                   CASE e.type WHEN 'case_escalated' THEN e.payload ->> 'from_loop'
+                               WHEN 'return_reviewed' THEN asked.payload ->> 'loop'
+                               ELSE e.payload ->> 'loop' END AS loop,
+                   e.type = 'return_reviewed' AND (e.payload ->> 'approved')::boolean
+                       AS approved
+            FROM case_events AS e
+            LEFT JOIN LATERAL (
+                -- the return a review decides: the case's last request before it
+                SELECT q.payload FROM case_events AS q
+                WHERE e.type = 'return_reviewed' AND q.case_id = e.case_id
+                  AND q.type = 'return_requested' AND q.seq < e.seq
+                ORDER BY q.seq DESC LIMIT 1
+            ) AS asked ON true
+            WHERE e.type = ANY($6::text[]) AND e.occurred_at >= $1 AND e.occurred_at < $2
+        ), attributed AS (
+            SELECT {c_cols},
+                   count(*) FILTER (WHERE h.type IN ('deadline_breached', 'case_escalated'))
+                       AS breaches,
+                   count(*) FILTER (WHERE h.type = 'return_requested') AS returns,
+                   count(*) FILTER (WHERE h.approved) AS returns_approved,
+                   count(*) FILTER (WHERE h.type = 'case_urged') AS urgings
+            FROM (SELECT *, {_DEPTH} AS depth FROM happened) AS h
+            JOIN cases AS c USING (case_id)
+            WHERE h.depth <= $5
+            GROUP BY {c_cols}
+        )
+        SELECT {cols}, {counts}
+        FROM cohort
+        FULL JOIN attributed USING ({cols})"""
+
+
+async def cohort_measures(
+    pool: asyncpg.Pool, level: RankLevel, month: str, timezone: str, formula: RateFormula
+) -> list[CohortMeasures]:
+    """Every unit of `level` with a case opened in `month`, or a breach, return or urging
+    it held in the month."""
+    start, end = month_bounds(month, timezone)
+    rows = await pool.fetch(
+        cohort_sql(level),
+        start,
+        end,
+        float(formula.response_hours * 3600),
+        list(SATISFIED),
+        _DEPTHS[level],
+        list(ATTRIBUTED),
+    )
+    return [CohortMeasures(level=level, **dict(r)) for r in rows]

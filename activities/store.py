@@ -42,6 +42,8 @@ from infra.crypto import Keyring
 
 log = structlog.get_logger(__name__)
 GENESIS = "0" * 64
+# The events that are the handler's first contact with a case (cases.first_contact_at).
+FIRST_CONTACT = ("case_claimed", "handler_checked_in")
 Connection = asyncpg.Connection | PoolConnectionProxy
 
 
@@ -239,7 +241,8 @@ async def append(pool: asyncpg.Pool, batch: EventBatch, keyring: Keyring | None 
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
                 [(*row, batch.decided_in) for row in rows],
             )
-            await _project(conn, batch.state)
+            contacts = [e.occurred_at for e in batch.events if e.type in FIRST_CONTACT]
+            await _project(conn, batch.state, min(contacts, default=None))
             if batch.record is not None:
                 await _ledger(conn, batch.record)
             await _outbox(conn, notifications(batch.state, new))
@@ -299,7 +302,16 @@ async def _supersede(conn: Connection, case_id: str, first: int, by: int | None)
     if first == 1:  # the opening itself was lost: the case's row goes, opened_at with it
         await conn.execute("DELETE FROM cases WHERE case_id = $1", case_id)
     else:
-        await conn.execute("UPDATE cases SET version = $2 - 1 WHERE case_id = $1", case_id, first)
+        # the first contact, when the lost rows held it, is what the kept rows say
+        await conn.execute(
+            """UPDATE cases SET version = $2 - 1,
+                   first_contact_at = (SELECT min(occurred_at) FROM case_events
+                                       WHERE case_id = $1 AND type = ANY($3::text[]))
+               WHERE case_id = $1""",
+            case_id,
+            first,
+            list(FIRST_CONTACT),
+        )
     log.warning("events of a lost workflow task superseded", first_seq=first, moved=moved)
 
 
@@ -311,15 +323,17 @@ def _public_state(state: CaseState) -> dict[str, Any]:
     return data
 
 
-async def _project(conn: Connection, s: CaseState) -> None:
+async def _project(conn: Connection, s: CaseState, contact: datetime | None = None) -> None:
+    """The case's row in the read model; `contact`: the time of the first claim or
+    check-in among the events appended with it (the first one ever is kept)."""
     loc = s.case.location
     await conn.execute(
         """INSERT INTO cases AS c (case_id, version, step, level, severity, handling_class, flag,
                category, source, grid_id, community_id, street_id, district_id, assignee,
                due_at, reopen_count, escalation_count, return_count, opened_at, updated_at,
-               archived_at, outcome, state)
+               archived_at, outcome, state, first_contact_at)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                   $18, $19, $20, $21, $22, $23)
+                   $18, $19, $20, $21, $22, $23, $24)
            ON CONFLICT (case_id) DO UPDATE SET
                version = EXCLUDED.version, step = EXCLUDED.step, level = EXCLUDED.level,
                severity = EXCLUDED.severity, handling_class = EXCLUDED.handling_class,
@@ -328,7 +342,8 @@ async def _project(conn: Connection, s: CaseState) -> None:
                escalation_count = EXCLUDED.escalation_count,
                return_count = EXCLUDED.return_count, updated_at = EXCLUDED.updated_at,
                archived_at = EXCLUDED.archived_at, outcome = EXCLUDED.outcome,
-               state = EXCLUDED.state
+               state = EXCLUDED.state,
+               first_contact_at = coalesce(c.first_contact_at, EXCLUDED.first_contact_at)
            WHERE c.version < EXCLUDED.version""",
         s.case_id,
         s.version,
@@ -353,6 +368,7 @@ async def _project(conn: Connection, s: CaseState) -> None:
         s.archived_at,
         _v(s.outcome),
         _public_state(s),
+        contact,
     )
 
 
@@ -374,8 +390,10 @@ async def _ledger(conn: Connection, r: CaseRecord) -> None:
     fields = list(CaseRecord.model_fields)
     values = [_column(getattr(r, name)) for name in fields]
     placeholders = ", ".join(f"${i}" for i in range(1, len(fields) + 1))
+    # the first contact as the read model holds it (projected just before, same transaction)
     await conn.execute(
-        f"INSERT INTO ledger ({', '.join(fields)}) VALUES ({placeholders}) "
+        f"INSERT INTO ledger ({', '.join(fields)}, first_contact_at) VALUES ({placeholders}, "
+        "(SELECT first_contact_at FROM cases WHERE case_id = $1)) "
         "ON CONFLICT (case_id) DO NOTHING",
         *values,
     )

@@ -28,9 +28,21 @@ from rich.table import Table
 
 from activities import reports
 from casectl.common import CannotRun, database, run, settings
+from domain.formulas import (
+    FORMULAS,
+    LATEST,
+    RATE_FORMULAS,
+    RatedUnit,
+    RateFormula,
+    assess_rates,
+    formula_from_json,
+    formula_named,
+    within_rated,
+)
 from domain.ranking import (
     CURRENT_FORMULA,
     Banner,
+    FlagFormula,
     MonthlyReport,
     Ranked,
     RankLevel,
@@ -82,6 +94,15 @@ def report() -> None:
     is_flag=True,
     help="count from the ledger's rows, not the monthly summary (an audit; slower)",
 )
+@click.option(
+    "--formula",
+    "formula_text",
+    default=CURRENT_FORMULA.version,
+    show_default=True,
+    help="the formula, by version, by name (latest version) or a JSON file of a cohort "
+    "formula (docs/rankings.md): "
+    + ", ".join([*FORMULAS, *LATEST]),
+)
 @click.option("--csv", "csv_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path))
@@ -91,17 +112,42 @@ def monthly(
     org: str | None,
     months: int,
     from_ledger: bool,
+    formula_text: str,
     csv_file: Path | None,
     json_file: Path | None,
     html_file: Path | None,
 ) -> None:
-    """Rank the units of a level for a month: cases received, completed (on time),
-    escalated, reopened, returned, satisfaction, time to resolve, red cases; the red
-    flag (红旗, commended) and the yellow flag (黄旗, warned) by the current formula."""
+    """Rank the units of a level for a month by a formula: flags-2026.1 (received,
+    completed on time, escalated, reopened, returned, satisfaction, red cases), the
+    红黄旗竞赛 contest (received, completed, satisfaction of the month's cohort) or
+    Beijing 12345's three rates (response, resolution, satisfaction); the red flag
+    (红旗, commended) and the yellow flag (黄旗, warned)."""
     try:
         parse_month(month)
     except ValueError as exc:
         raise CannotRun(f"--month: {exc}") from None
+    try:
+        if formula_text.endswith(".json"):  # a cohort formula kept as data
+            chosen: FlagFormula | RateFormula = formula_from_json(
+                Path(formula_text).read_text(encoding="utf-8")
+            )
+        else:
+            chosen = formula_named(formula_text)
+    except OSError as exc:
+        raise CannotRun(f"--formula: cannot read {formula_text}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise CannotRun(f"--formula: {exc}") from None
+    if isinstance(chosen, RateFormula):
+        from casectl.rates import cohort_report  # it renders with this module's helpers
+
+        if from_ledger:
+            err.print(
+                f"note: {chosen.version} always counts from cases, ledger and case_events "
+                "(it has no summary): --from-ledger changes nothing"
+            )
+
+        cohort_report(chosen, month, RankLevel(level), org, months, csv_file, json_file, html_file)
+        return
     s = settings()
     try:
         timezone = s.policy().timezone
@@ -123,7 +169,13 @@ def monthly(
         finally:
             await pool.close()
 
+    cohorts: list[CohortTable] = []
+
     async def _report(pool: asyncpg.Pool) -> MonthlyReport:
+        if html_file is not None:  # the page shows the cohort formulas' rates beside
+            for f in RATE_FORMULAS:
+                measured = await reports.cohort_measures(pool, rank_level, month, timezone, f)
+                cohorts.append(cohort_table(f, within_rated(assess_rates(measured, f), org)))
         source = await reports.choose_source(pool, timezone, from_ledger)
         if source == "ledger" and not from_ledger:
             zone = await reports.summary_timezone(pool)
@@ -167,7 +219,7 @@ def monthly(
     for path, render, option in (
         (csv_file, to_csv, "--csv"),
         (json_file, to_json, "--json"),
-        (html_file, to_html, "--html"),
+        (html_file, lambda r: to_html(r, cohorts), "--html"),
     ):
         if path is None:
             continue
@@ -285,6 +337,7 @@ COLUMNS: tuple[Column, ...] = (
         left=True,
     ),
     Column("reasons", "why", lambda r, _: "; ".join(r.reasons), left=True, wrap=True),
+    Column("formula_name", None, lambda _, result: result.formula_name),
     Column("formula_version", None, lambda _, result: result.formula.version),
     Column("formula", None, lambda _, result: _formula_text(result)),
 )
@@ -314,7 +367,10 @@ def print_table(result: MonthlyReport) -> None:
     red = sum(r.banner is Banner.RED for r in result.units)
     yellow = sum(r.banner is Banner.YELLOW for r in result.units)
     out.print(f"{len(result.units)} {_PLURAL[result.level]}: {red} 红旗, {yellow} 黄旗")
-    out.print(f"counted from {_SOURCES[result.counted_from]}; formula {result.formula.version}:")
+    out.print(
+        f"counted from {_SOURCES[result.counted_from]}; formula flags, version "
+        f"{result.formula.version}:"
+    )
     for rule in result.rules:
         out.print(f"  - {rule}")
 
@@ -503,7 +559,31 @@ def ranking_chart(units: Sequence[Ranked]) -> Chart:
     return c
 
 
-def to_html(result: MonthlyReport) -> str:
+class CohortTable(NamedTuple):
+    """A cohort formula's month on the flags page: its name, version, rate labels, and
+    per unit its id, flag (class, label) and cells (each rate with its counts, then the score)."""
+
+    name: str
+    version: str
+    labels: list[str]
+    rows: list[tuple[str, str, str, list[str]]]
+
+
+def cohort_table(formula: RateFormula, units: Sequence[RatedUnit]) -> CohortTable:
+    rows = []
+    for r in units:
+        cells = []
+        for rate in formula.rates:
+            value = r.rates[rate.key]
+            num, den = getattr(r.unit, rate.numerator), getattr(r.unit, rate.denominator)
+            cells.append(f"{pct(None if value is None else float(value))} ({num}/{den})")
+        cells.append("–" if r.score is None else str(r.score))
+        flag = (r.banner.value, r.banner.label) if r.banner else ("", "")
+        rows.append((r.org_id, *flag, cells))
+    return CohortTable(formula.name, formula.version, [x.label for x in formula.rates], rows)
+
+
+def to_html(result: MonthlyReport, cohorts: Sequence[CohortTable] = ()) -> str:
     f = result.formula
     units = result.units
 
@@ -540,4 +620,5 @@ def to_html(result: MonthlyReport) -> str:
         more=len(units) - MAX_BARS,
         columns=[c for c in COLUMNS if c.header],
         thresholds=f.model_dump(mode="json"),
+        cohorts=cohorts,
     )

@@ -77,7 +77,7 @@ class Counts(Frozen):
     reopened: int = Field(default=0, ge=0)  # archived having been reopened at least once
     returned: int = Field(default=0, ge=0)  # archived having been returned at least once
     rated: int = Field(default=0, ge=0)  # archived with a satisfaction rating
-    satisfied: int = Field(default=0, ge=0)  # of those, satisfied or very satisfied
+    satisfied: int = Field(default=0, ge=0)  # of those, content (domain.formulas.SATISFIED)
     resolved: int = Field(default=0, ge=0)  # completed cases with a resolution time
     resolve_seconds: int = Field(default=0, ge=0)  # their total time from opening to resolution
     red_cases: int = Field(default=0, ge=0)  # overdue at district level during the month
@@ -200,9 +200,9 @@ class FlagFormula(Frozen):
         return [
             "peers: the units of one level under the same parent "
             "(grids of a community, communities of a street, streets of a district)",
-            "on-time = completed on time / completed; satisfaction = satisfied or very "
-            "satisfied / rated; completion = min(1, completed / received), 1 when nothing "
-            "was received",
+            "on-time = completed on time / completed; satisfaction = very satisfied, "
+            "satisfied or basically satisfied / rated; completion = min(1, completed / "
+            "received), 1 when nothing was received",
             f"ranked only with ≥ {self.min_completed} completed and ≥ {self.min_rated} rated "
             f"cases in the month",
             f"score = {w.satisfaction}·satisfaction + {w.on_time}·on-time + "
@@ -432,6 +432,7 @@ class MonthlyReport(Frozen):
     period_start: datetime
     period_end: datetime
     formula: FlagFormula
+    formula_name: str = "flags"  # its name (domain/formulas.py), the version in `formula`
     rules: list[str]
     units: list[Ranked]
     trend: list[TrendPoint]  # the scope's months, oldest first, this month last

@@ -134,6 +134,7 @@ async def test_migrations_apply_once_and_are_recorded(pool: asyncpg.Pool) -> Non
         "004_superseded_events.sql",
         "005_uncount_superseded.sql",
         "006_points.sql",
+        "007_cohort_rankings.sql",
         "009_notifications.sql",
     } <= set(names)
 

@@ -281,11 +281,12 @@ async def test_measures_of_a_month_cut_in_office_time(pool: asyncpg.Pool) -> Non
     assert u.street_id == o.street(1) and u.parent_id == o.street(1) and u.grid_id is None
     assert (u.received, u.archived, u.completed, u.completed_on_time) == (5, 5, 3, 2)
     assert (u.escalated, u.reopened, u.returned) == (1, 1, 1)
-    # rated: three completed and the merged one; satisfied or better: satisfied, very
-    assert (u.rated, u.satisfied, u.red_cases) == (4, 2, 0)
+    # rated: three completed and the merged one; content (domain.formulas.SATISFIED):
+    # basically satisfied, very satisfied and satisfied (not the merged one's unsatisfied)
+    assert (u.rated, u.satisfied, u.red_cases) == (4, 3, 0)
     # resolved after 12 h, 36 h and 24 h: 24 h on average
     assert (u.resolved, u.avg_resolve_hours) == (3, 24.0)
-    assert (u.on_time_rate, u.satisfaction_rate, u.completion_rate) == (0.6667, 0.5, 0.6)
+    assert (u.on_time_rate, u.satisfaction_rate, u.completion_rate) == (0.6667, 0.75, 0.6)
 
     # the case that went red through the store: the ledger row the store wrote, its flag
     red = one(units, o.community(1, 2))
@@ -293,7 +294,7 @@ async def test_measures_of_a_month_cut_in_office_time(pool: asyncpg.Pool) -> Non
     assert ledger["on_time"] is False and ledger["escalation_count"] == 2
     assert ledger["final_level"] == "district" and ledger["satisfaction"] == "basically_satisfied"
     assert (red.received, red.completed, red.completed_on_time, red.escalated) == (1, 1, 0, 1)
-    assert (red.rated, red.satisfied, red.red_cases) == (1, 0, 1)
+    assert (red.rated, red.satisfied, red.red_cases) == (1, 1, 1)  # basically satisfied
     # red in March, archived in March: not red in April; red in February? not yet
     for month, expected in (("2031-02", []), ("2031-04", [])):
         later = await measures(pool, RankLevel.COMMUNITY, month)
@@ -358,7 +359,7 @@ async def test_flags_from_the_ledger(pool: asyncpg.Pool) -> None:
                 day - timedelta(days=1),
                 day + timedelta(hours=i),
                 on_time=i >= late,
-                satisfaction="basically_satisfied" if i < lukewarm else "satisfied",
+                satisfaction="unsatisfied" if i < lukewarm else "satisfied",
             )
 
     await cases(1, 10)  # perfect
@@ -417,6 +418,8 @@ def cli_env(pg_url: str, tmp_path: Path) -> dict[str, str]:
         "DATABASE_URL": pg_url,
         "CASELOOP_DATA": str(empty),
         "COLUMNS": "250",
+        # this checkout's modules, whichever checkout the installed casectl came from
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
     }
 
 
@@ -479,10 +482,12 @@ async def test_casectl_report_monthly_writes_table_csv_json_and_html(
         (c2, "2", "yellow"),
     ]
     assert rows[0]["formula_version"] == "flags-2026.1" and "red_on_time=0.95" in rows[0]["formula"]
+    assert rows[0]["formula_name"] == "flags"
     assert rows[1]["on_time_rate"] == "0.5" and rows[1]["completed"] == "6"
 
     data = json.loads(files["json"].read_text(encoding="utf-8"))
     assert data["formula"]["version"] == "flags-2026.1" and data["formula"]["min_completed"] == 5
+    assert data["formula_name"] == "flags"
     assert data["timezone"] == TZ and data["scope_level"] == "street"
     assert data["period_start"] == "2031-03-01T00:00:00+08:00"
     assert [u["banner"] for u in data["units"]] == ["red", "yellow"]
