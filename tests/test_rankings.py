@@ -42,6 +42,7 @@ from domain.model import Satisfaction
 from domain.policy import DeadlinePolicy
 from domain.ranking import RankLevel, month_bounds
 from domain.state import CaseState, record
+from policies import NOTHING_RAISED
 from support import KEYRING, POLICY, actor, casectl, lifecycle_batches, report
 
 MIGRATION_007 = (
@@ -154,7 +155,7 @@ class Story:
         await self.do("report_resolution", resolution, when + timedelta(hours=1))
         feedback = {"actor": self.resident, "accepted": True, "satisfaction": satisfaction}
         await self.do("record_feedback", feedback, when + timedelta(hours=2))
-        revisit = {"actor": w, "satisfaction": satisfaction}
+        revisit = {"actor": w, "satisfaction": satisfaction, "checklist": NOTHING_RAISED}
         return await self.do("record_revisit", revisit, when + timedelta(hours=3))
 
 
