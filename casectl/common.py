@@ -11,7 +11,8 @@ unreachable server, unknown case).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
 from typing import NoReturn, TypeVar
 
 import asyncpg
@@ -22,9 +23,11 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.db import create_pool
 from caseloop.client import CaseClient, connect
 from domain.catalogue import ServiceCatalogue
+from domain.ranking import parse_month
 from infra.settings import Settings, SettingsError, local_settings
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class Failed(click.ClickException):
@@ -58,6 +61,40 @@ async def temporal(s: Settings) -> Client:
 
 async def cases(s: Settings) -> CaseClient:
     return CaseClient(await temporal(s), s.task_queue, catalogue(s))
+
+
+def checked_month(month: str) -> None:
+    """`--month` as YYYY-MM, or a one-line refusal naming the option."""
+    try:
+        parse_month(month)
+    except ValueError as exc:
+        raise CannotRun(f"--month: {exc}") from None
+
+
+def policy_timezone(s: Settings) -> str:
+    """The timezone months are cut in: the deadline policy's."""
+    try:
+        return s.policy().timezone
+    except SettingsError as exc:
+        raise CannotRun(str(exc)) from None
+
+
+def write_outputs(
+    result: R,
+    outputs: Iterable[tuple[Path | None, Callable[[R], str], str]],
+    say: Callable[[str], object],
+) -> None:
+    """Each (path, render, option) given a path: the rendered result written there, and
+    said. utf-8 with a byte order mark for --csv: spreadsheet programs in China read a CSV
+    without it as GBK."""
+    for path, render, option in outputs:
+        if path is None:
+            continue
+        try:
+            path.write_text(render(result), encoding="utf-8-sig" if option == "--csv" else "utf-8")
+        except OSError as exc:
+            raise CannotRun(f"{option}: cannot write {path}: {exc.strerror or exc}") from None
+        say(f"wrote {path}")
 
 
 def catalogue(s: Settings) -> ServiceCatalogue:

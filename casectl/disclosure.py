@@ -17,10 +17,17 @@ import jinja2
 from rich.table import Table
 
 from casectl.cases import out
-from casectl.common import CannotRun, catalogue, database, run, settings
+from casectl.common import (
+    CannotRun,
+    catalogue,
+    checked_month,
+    database,
+    policy_timezone,
+    run,
+    settings,
+)
 from domain.catalogue import ServiceCatalogue
-from domain.ranking import month_bounds, parse_month
-from infra.settings import SettingsError
+from domain.ranking import month_bounds
 
 QUERY = """SELECT case_id, category, community_id, street_id, district_id, opened_at,
        archived_at, outcome, on_time, satisfaction
@@ -103,15 +110,9 @@ def disclosed(records: list[Any], services: ServiceCatalogue, zone: Any) -> list
 def disclosure(month: str, org: str, html_file: Path | None, json_file: Path | None) -> None:
     """办结公示: the cases closed in a month under an org, per community: service, place,
     times, outcome, satisfaction; nothing personal, no resident's words."""
-    try:
-        parse_month(month)
-    except ValueError as exc:
-        raise CannotRun(f"--month: {exc}") from None
+    checked_month(month)
     s = settings()
-    try:
-        timezone = s.policy().timezone
-    except SettingsError as exc:
-        raise CannotRun(str(exc)) from None
+    timezone = policy_timezone(s)
     services = catalogue(s)
     start, end = month_bounds(month, timezone)
 

@@ -16,11 +16,16 @@ from rich.console import Console
 from rich.table import Table
 
 from activities.points import taken_cases
-from casectl.common import CannotRun, database, run, settings
+from casectl.common import (
+    CannotRun,
+    checked_month,
+    database,
+    policy_timezone,
+    run,
+    settings,
+)
 from domain.model import Role
 from domain.points import CURRENT_SCHEME, MemberPoints, PointsReport, tally, totals, year_bounds
-from domain.ranking import parse_month
-from infra.settings import SettingsError
 
 out = Console(
     highlight=False, markup=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200
@@ -47,15 +52,9 @@ def points(grid: str, month: str, fmt: str) -> None:
     with the resident content, under the current points scheme."""
     if _ORG.match(grid) is None:
         raise CannotRun("--grid: expected a grid id (letters, digits, '.', '_', ':', '-')")
-    try:
-        parse_month(month)
-    except ValueError as exc:
-        raise CannotRun(f"--month: {exc}") from None
+    checked_month(month)
     s = settings()
-    try:
-        timezone = s.policy().timezone
-    except SettingsError as exc:
-        raise CannotRun(str(exc)) from None
+    timezone = policy_timezone(s)
 
     async def work() -> PointsReport:
         pool = await database(s)

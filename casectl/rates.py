@@ -19,7 +19,14 @@ from rich.console import JustifyMethod
 from rich.table import Table
 
 from activities import reports
-from casectl.common import CannotRun, database, run, settings
+from casectl.common import (
+    CannotRun,
+    database,
+    policy_timezone,
+    run,
+    settings,
+    write_outputs,
+)
 from casectl.report import _PLURAL, _pages, out, pct
 from domain.formulas import (
     RatedUnit,
@@ -30,7 +37,6 @@ from domain.formulas import (
     within_rated,
 )
 from domain.ranking import RankLevel, month_bounds, months_back
-from infra.settings import SettingsError
 
 
 @dataclass(frozen=True)
@@ -141,10 +147,7 @@ def cohort_report(
     html_file: Path | None,
 ) -> None:
     s = settings()
-    try:
-        timezone = s.policy().timezone
-    except SettingsError as exc:
-        raise CannotRun(str(exc)) from None
+    timezone = policy_timezone(s)
 
     async def month_of(pool: asyncpg.Pool, name: str) -> list[RatedUnit]:
         units = await reports.cohort_measures(pool, level, name, timezone, formula)
@@ -199,18 +202,15 @@ def cohort_report(
             f"{month} ({timezone}): nothing to rank; formula {formula.name}, version "
             f"{formula.version}"
         )
-    for path, render, option in (
-        (csv_file, rates_csv, "--csv"),
-        (json_file, rates_json, "--json"),
-        (html_file, rates_html, "--html"),
-    ):
-        if path is None:
-            continue
-        try:
-            path.write_text(render(result), encoding="utf-8-sig" if option == "--csv" else "utf-8")
-        except OSError as exc:
-            raise CannotRun(f"{option}: cannot write {path}: {exc.strerror or exc}") from None
-        out.print(f"wrote {path}")
+    write_outputs(
+        result,
+        (
+            (csv_file, rates_csv, "--csv"),
+            (json_file, rates_json, "--json"),
+            (html_file, rates_html, "--html"),
+        ),
+        out.print,
+    )
 
 
 def print_rates(result: RatesReport) -> None:

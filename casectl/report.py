@@ -27,7 +27,15 @@ from rich.console import Console, JustifyMethod
 from rich.table import Table
 
 from activities import reports
-from casectl.common import CannotRun, database, run, settings
+from casectl.common import (
+    CannotRun,
+    checked_month,
+    database,
+    policy_timezone,
+    run,
+    settings,
+    write_outputs,
+)
 from domain.formulas import (
     FORMULAS,
     LATEST,
@@ -50,10 +58,8 @@ from domain.ranking import (
     assess,
     locate,
     month_bounds,
-    parse_month,
     within,
 )
-from infra.settings import SettingsError
 
 out = Console(
     highlight=False, markup=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200
@@ -100,8 +106,7 @@ def report() -> None:
     default=CURRENT_FORMULA.version,
     show_default=True,
     help="the formula, by version, by name (latest version) or a JSON file of a cohort "
-    "formula (docs/rankings.md): "
-    + ", ".join([*FORMULAS, *LATEST]),
+    "formula (docs/rankings.md): " + ", ".join([*FORMULAS, *LATEST]),
 )
 @click.option("--csv", "csv_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path))
@@ -122,10 +127,7 @@ def monthly(
     红黄旗竞赛 contest (received, completed, satisfaction of the month's cohort) or
     Beijing 12345's three rates (response, resolution, satisfaction); the red flag
     (红旗, commended) and the yellow flag (黄旗, warned)."""
-    try:
-        parse_month(month)
-    except ValueError as exc:
-        raise CannotRun(f"--month: {exc}") from None
+    checked_month(month)
     try:
         if formula_text.endswith(".json"):  # a cohort formula kept as data
             chosen: FlagFormula | RateFormula = formula_from_json(
@@ -149,10 +151,7 @@ def monthly(
         cohort_report(chosen, month, RankLevel(level), org, months, csv_file, json_file, html_file)
         return
     s = settings()
-    try:
-        timezone = s.policy().timezone
-    except SettingsError as exc:
-        raise CannotRun(str(exc)) from None
+    timezone = policy_timezone(s)
     rank_level = RankLevel(level)
 
     async def work() -> MonthlyReport:
@@ -216,20 +215,15 @@ def monthly(
             f"no {_PLURAL[rank_level]}{where} with cases received, archived or overdue at "
             f"district level in {month} ({timezone}): nothing to rank"
         )
-    for path, render, option in (
-        (csv_file, to_csv, "--csv"),
-        (json_file, to_json, "--json"),
-        (html_file, lambda r: to_html(r, cohorts), "--html"),
-    ):
-        if path is None:
-            continue
-        try:
-            # utf-8 with a byte order mark for the CSV: spreadsheet programs in China read
-            # a CSV without it as GBK
-            path.write_text(render(result), encoding="utf-8-sig" if option == "--csv" else "utf-8")
-        except OSError as exc:
-            raise CannotRun(f"{option}: cannot write {path}: {exc.strerror or exc}") from None
-        out.print(f"wrote {path}")
+    write_outputs(
+        result,
+        (
+            (csv_file, to_csv, "--csv"),
+            (json_file, to_json, "--json"),
+            (html_file, lambda r: to_html(r, cohorts), "--html"),
+        ),
+        out.print,
+    )
 
 
 # ---------------------------------------------------------------------------- the columns
