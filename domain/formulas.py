@@ -307,7 +307,7 @@ BEIJING_12345_2026_1 = RateFormula(
     title="接诉即办 three rates: 响应率 response, 解决率 resolution, 满意率 satisfaction",
     source=(
         "Beijing 12345's assessment of 接诉即办 (response, resolution and satisfaction "
-        "rates, weighted 10 / 45 / 45 in its published scoring)"
+        "rates); the weights 10 / 45 / 45 are our assumption, not checked against a source"
     ),
     # a working day: the usual 12345 time to contact the reporter of an ordinary case
     response_hours=24,
